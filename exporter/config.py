@@ -1,0 +1,226 @@
+"""Monitoring configuration: the YAML file, validated with pydantic.
+
+Every model forbids unknown keys, so a typo is an error naming its dotted path rather
+than a silently ignored setting. Relative paths are resolved against the working
+directory the process runs in (the repository root in the README's commands).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import schema
+
+DEFAULT_CONFIG_PATH = Path("configs/monitoring/monitoring_config.yaml")
+CONFIG_ENV = "CHURN_MONITOR_CONFIG"
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveMinutes = Annotated[float, Field(gt=0.0, le=7 * 24 * 60)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+DriftMethod = Literal["ks", "psi", "wasserstein", "jensenshannon"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the dotted path of the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureRule(_Strict):
+    """Per-feature override of the drift test and its threshold."""
+
+    method: DriftMethod
+    threshold: Annotated[float, Field(gt=0.0)]
+
+
+class DataDriftConfig(_Strict):
+    enabled: bool = True
+    #: The dataset drift score (share of decided features that drifted) above which the
+    #: dataset counts as drifted.
+    drift_threshold: Probability = 0.25
+    #: `ChurnDataDriftDetected` goes critical at this multiple of `drift_threshold`.
+    critical_multiplier: Annotated[float, Field(ge=1.0)] = 2.0
+    check_interval_minutes: PositiveMinutes = 30
+    psi_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    #: Below this many current rows no drift decision is made.
+    min_window_rows: Annotated[int, Field(ge=1)] = 200
+
+
+class PerformanceThresholds(_Strict):
+    min_accuracy: Probability = 0.70
+    min_precision: Probability = 0.50
+    min_recall: Probability = 0.40
+    min_f1: Probability = 0.45
+    min_roc_auc: Probability = 0.70
+    #: Baseline minus realized value (absolute) above which the model counts as degraded.
+    degradation_threshold: Probability = 0.05
+
+
+class PerformanceConfig(_Strict):
+    enabled: bool = True
+    check_interval_minutes: PositiveMinutes = 30
+    min_labeled_rows: Annotated[int, Field(ge=1)] = 100
+    #: Realized metrics use predictions made in this many hours that have feedback (churn
+    #: labels arrive weeks late, so this window is longer than the drift window).
+    label_window_hours: Annotated[float, Field(gt=0)] = 720.0
+    #: PSI of the model's scores (current window against reference) above which the
+    #: prediction distribution counts as drifted.
+    prediction_drift_psi_threshold: Annotated[float, Field(gt=0.0)] = 0.2
+    thresholds: PerformanceThresholds = PerformanceThresholds()
+
+
+class FeaturesConfig(_Strict):
+    numeric: tuple[str, ...] = schema.NUMERIC_FEATURES
+    categorical: tuple[str, ...] = schema.CATEGORICAL_FEATURES
+    overrides: dict[str, FeatureRule] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> FeaturesConfig:
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"features listed as both numeric and categorical: {sorted(both)}")
+        known = set(self.numeric) | set(self.categorical)
+        unknown = sorted(set(self.overrides) - known)
+        if unknown:
+            raise ValueError(f"overrides name features that are not monitored: {unknown}")
+        return self
+
+
+class ModelConfig(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "churn-model"
+    registry_alias: Annotated[str, Field(min_length=1)] = "champion"
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    #: Load the model from this MLflow model directory instead of the registry.
+    local_path: str | None = None
+
+
+class CurrentSourceConfig(_Strict):
+    """Where the current window comes from."""
+
+    kind: Literal["sql", "file"] = "sql"
+    #: SQLAlchemy URL of the prediction log (kind ``sql``).
+    url: str = "sqlite:///data/predictions.db"
+    table: str = "predictions"
+    #: CSV or Parquet path or glob (kind ``file``).
+    path: str | None = None
+    #: Window: rows logged in the last N hours and/or the last N rows (both may apply).
+    window_hours: Annotated[float, Field(gt=0)] | None = 24.0
+    window_rows: Annotated[int, Field(ge=1)] | None = 5000
+
+    @model_validator(mode="after")
+    def _check(self) -> CurrentSourceConfig:
+        if self.kind == "file" and not self.path:
+            raise ValueError("path is required when kind is 'file'")
+        return self
+
+
+class DataConfig(_Strict):
+    #: Reference snapshot written at training time (Parquet or CSV).
+    reference_path: str = "data/reference/reference.parquet"
+    current: CurrentSourceConfig = CurrentSourceConfig()
+
+
+class OptunaConfig(_Strict):
+    enabled: bool = True
+    storage: str = "sqlite:///data/optuna.db"
+    study_name: Annotated[str, Field(min_length=1)] = "churn-model"
+    n_trials: Annotated[int, Field(ge=1)] = 20
+    check_interval_minutes: PositiveMinutes = 5
+
+
+class ReportsConfig(_Strict):
+    dir: str = "reports"
+    retention_days: Annotated[float, Field(gt=0)] = 30
+
+
+class ExporterConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Port = 9108
+
+
+class ApiConfig(_Strict):
+    """The prediction service (`churn-monitor api`) and the simulator's target."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    #: Base URL the traffic simulator sends to (`churn-monitor simulate --api`).
+    url: str = "http://127.0.0.1:8000"
+    #: Most customers in one `POST /predict/batch` (more: 413).
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    #: Largest request body accepted, in bytes (more: 413).
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+    #: How often the registry is asked whether the champion alias moved.
+    model_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+
+class LoggingConfig(_Strict):
+    level: LogLevel = "INFO"
+
+
+class MonitoringConfig(_Strict):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    data_drift_monitoring: DataDriftConfig = DataDriftConfig()
+    performance_monitoring: PerformanceConfig = PerformanceConfig()
+    optuna: OptunaConfig = OptunaConfig()
+    reports: ReportsConfig = ReportsConfig()
+    exporter: ExporterConfig = ExporterConfig()
+    api: ApiConfig = ApiConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def _format(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{_dotted(first['loc'])}: {first['msg']}"
+
+
+def parse_config(raw: Any) -> MonitoringConfig:
+    """Validate a mapping (the parsed YAML); raise ConfigError naming the field."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>: the config must be a mapping of sections")
+    try:
+        return MonitoringConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> MonitoringConfig:
+    """Read and validate the config file.
+
+    The path is, in order: the argument, ``$CHURN_MONITOR_CONFIG``, the default path.
+    ``$LOG_LEVEL``, when set, overrides ``logging.level``.
+    """
+    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"config: cannot read {chosen}: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config: {chosen} is not valid YAML: {err}") from None
+    config = parse_config(raw)
+    level = os.environ.get("LOG_LEVEL")
+    if level:
+        try:
+            config = config.model_copy(
+                update={"logging": LoggingConfig(level=level.upper())}  # type: ignore[arg-type]
+            )
+        except ValidationError as err:
+            raise ConfigError(f"LOG_LEVEL: {err.errors()[0]['msg']}") from None
+    return config
