@@ -1,0 +1,34 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import pytest
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is set (to anything but 0/false)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture
+def require_binary() -> Callable[[str], str]:
+    """Return ``require(name) -> path`` for an executable the test needs.
+
+    A missing executable skips the test locally and fails it when ``CI`` is set, so a
+    CI machine without Prometheus or Alertmanager cannot pass by skipping.
+    """
+
+    def require(name: str) -> str:
+        path = shutil.which(name)
+        if path is not None:
+            return path
+        message = f"{name} is not installed (not found on PATH)"
+        if in_ci():
+            pytest.fail(f"{message}; CI is set, so this is an error", pytrace=False)
+        pytest.skip(message)
+
+    return require
