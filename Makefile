@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: $(STAMP)
 	$(BIN)/churn-monitor setup
+	$(BIN)/churn-monitor train --if-no-champion --trials 10
 	$(BIN)/churn-monitor run --current data/demo/current.csv
 
 test: $(STAMP)

@@ -45,13 +45,13 @@ class DataDriftConfig(_Strict):
     enabled: bool = True
     #: The dataset drift score (share of decided features that drifted) above which the
     #: dataset counts as drifted.
-    drift_threshold: Probability = 0.25
+    drift_threshold: Probability = 0.15
     #: `ChurnDataDriftDetected` goes critical at this multiple of `drift_threshold`.
     critical_multiplier: Annotated[float, Field(ge=1.0)] = 2.0
     check_interval_minutes: PositiveMinutes = 30
     psi_bins: Annotated[int, Field(ge=2, le=100)] = 10
     #: Below this many current rows no drift decision is made.
-    min_window_rows: Annotated[int, Field(ge=1)] = 200
+    min_window_rows: Annotated[int, Field(ge=1)] = 300
 
 
 class PerformanceThresholds(_Strict):
@@ -203,9 +203,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MonitoringConfig:
     """Read and validate the config file.
 
     The path is, in order: the argument, ``$CHURN_MONITOR_CONFIG``, the default path.
-    ``$LOG_LEVEL``, when set, overrides ``logging.level``.
+    When none is given and the default file does not exist (running outside the
+    repository), the built-in defaults apply. ``$LOG_LEVEL``, when set, overrides
+    ``logging.level``.
     """
-    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    named = path or os.environ.get(CONFIG_ENV)
+    chosen = Path(named or DEFAULT_CONFIG_PATH)
+    if not named and not chosen.exists():
+        return _with_log_level(MonitoringConfig())
     try:
         text = chosen.read_text(encoding="utf-8")
     except OSError as err:
@@ -214,7 +219,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MonitoringConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"config: {chosen} is not valid YAML: {err}") from None
-    config = parse_config(raw)
+    return _with_log_level(parse_config(raw))
+
+
+def _with_log_level(config: MonitoringConfig) -> MonitoringConfig:
+    """Apply ``$LOG_LEVEL`` when set."""
     level = os.environ.get("LOG_LEVEL")
     if level:
         try:

@@ -38,7 +38,7 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
             value = check()
             if value:
                 return value
-        except Exception as err:  # noqa: BLE001 - reported at the deadline
+        except Exception as err:
             last = err
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

@@ -1,0 +1,166 @@
+"""Model-quality statistics: realized metrics, a label-free estimate, business value.
+
+Pure functions over arrays; no I/O, no Prometheus. Every metric is a scikit-learn one.
+
+Realized metrics (labels known), with ``ŷ = score >= threshold``:
+    accuracy = (TP + TN) / n, precision = TP / (TP + FP), recall = TP / (TP + FN),
+    f1 = 2TP / (2TP + FP + FN), roc_auc = P(score of a random positive > score of a
+    random negative) (ties count one half).
+Edge cases: no labelled rows or fewer than ``min_rows``: nothing is computed (the
+result says why); one class only: ROC AUC is undefined and left out, and precision or
+recall with a zero denominator is left out rather than reported as 0.
+
+Label-free estimate (confidence-based performance estimation, CBPE): a calibrator
+``c`` maps scores to P(churn) and is fitted on the reference (scores with their true
+labels, isotonic regression). On a window with calibrated probabilities ``p_i`` the
+expected confusion-matrix counts are
+    TP = Σ p_i [ŷ_i = 1], FP = Σ (1 - p_i) [ŷ_i = 1],
+    FN = Σ p_i [ŷ_i = 0], TN = Σ (1 - p_i) [ŷ_i = 0],
+and the metrics follow from them as above. The expected ROC AUC is the AUC with every
+row counted as a positive with weight ``p_i`` and as a negative with weight ``1 - p_i``
+(`roc_auc_score` with sample weights). What it sees: covariate shift, i.e. the window
+moving into regions where the model is more or less sure; it assumes P(churn | score)
+is unchanged. What it cannot see: concept drift, where the same inputs now lead to a
+different outcome. Compare it with the realized metrics once labels arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+@dataclass(frozen=True)
+class MetricSet:
+    """Values by metric name (a subset of METRICS), the rows used, and why any is missing."""
+
+    values: Mapping[str, float]
+    n_rows: int
+    reason: str | None = None
+
+
+def _finite_pairs(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(scores)
+    return y[keep].astype(int), scores[keep]
+
+
+def realized_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, min_rows: int = 1
+) -> MetricSet:
+    """Accuracy, precision, recall, F1 and ROC AUC of ``scores >= threshold`` against labels.
+
+    Rows whose label or score is NaN are dropped. Below `min_rows` rows nothing is
+    computed. Undefined values (ROC AUC with one class; precision with no predicted
+    positive; recall with no actual positive) are left out instead of reported as 0.
+    """
+    y, s = _finite_pairs(y_true, scores)
+    n = len(y)
+    if n == 0:
+        return MetricSet({}, 0, "no labelled rows")
+    if n < min_rows:
+        return MetricSet({}, n, f"{n} labelled rows, fewer than the minimum {min_rows}")
+    pred = (s >= threshold).astype(int)
+    values: dict[str, float] = {"accuracy": float(accuracy_score(y, pred))}
+    if pred.any():
+        values["precision"] = float(precision_score(y, pred))
+    if y.any():
+        values["recall"] = float(recall_score(y, pred))
+    if pred.any() or y.any():
+        values["f1"] = float(f1_score(y, pred))
+    reason = None
+    if len(np.unique(y)) == 2:
+        values["roc_auc"] = float(roc_auc_score(y, s))
+    else:
+        reason = "one class only: ROC AUC is undefined"
+    return MetricSet(values, n, reason)
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Isotonic map from model score to P(churn), fitted on the reference."""
+
+    model: IsotonicRegression
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        return np.clip(self.model.predict(np.asarray(scores, dtype=float)), 0.0, 1.0)
+
+
+def fit_calibrator(reference_scores: np.ndarray, reference_labels: np.ndarray) -> Calibrator:
+    """Fit the score→probability calibration on labelled reference rows (NaN dropped).
+
+    Raises ValueError when the reference has no labelled rows or only one class: no
+    calibration is possible then.
+    """
+    y, s = _finite_pairs(reference_labels, reference_scores)
+    if len(np.unique(y)) < 2:
+        raise ValueError("calibration needs reference rows of both classes")
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(s, y)
+    return Calibrator(iso)
+
+
+def estimated_metrics(
+    scores: np.ndarray, threshold: float, calibrator: Calibrator, min_rows: int = 1
+) -> MetricSet:
+    """The CBPE estimate of the five metrics on an unlabelled window (module docstring)."""
+    s = np.asarray(scores, dtype=float)
+    s = s[np.isfinite(s)]
+    n = len(s)
+    if n == 0:
+        return MetricSet({}, 0, "empty window")
+    if n < min_rows:
+        return MetricSet({}, n, f"{n} rows, fewer than the minimum {min_rows}")
+    p = calibrator(s)
+    positive = s >= threshold
+    tp = float(p[positive].sum())
+    fp = float((1.0 - p[positive]).sum())
+    fn = float(p[~positive].sum())
+    tn = float((1.0 - p[~positive]).sum())
+    values: dict[str, float] = {"accuracy": (tp + tn) / n}
+    if tp + fp > 0:
+        values["precision"] = tp / (tp + fp)
+    if tp + fn > 0:
+        values["recall"] = tp / (tp + fn)
+    if 2 * tp + fp + fn > 0:
+        values["f1"] = 2 * tp / (2 * tp + fp + fn)
+    reason = None
+    if p.sum() > 0 and (1.0 - p).sum() > 0:
+        labels = np.r_[np.ones(n), np.zeros(n)]
+        values["roc_auc"] = float(
+            roc_auc_score(labels, np.r_[s, s], sample_weight=np.r_[p, 1.0 - p])
+        )
+    else:
+        reason = "calibrated probabilities are all 0 or all 1: ROC AUC is undefined"
+    return MetricSet(values, n, reason)
+
+
+def positive_ratio(scores: np.ndarray, threshold: float) -> float | None:
+    """Share of finite scores at or above `threshold`; None for an empty window."""
+    s = np.asarray(scores, dtype=float)
+    s = s[np.isfinite(s)]
+    return float((s >= threshold).mean()) if len(s) else None
+
+
+def revenue_at_risk(monthly_charges: np.ndarray, scores: np.ndarray) -> float:
+    """Expected monthly revenue lost to churn: Σ MonthlyCharges_i × P(churn)_i.
+
+    In the currency of MonthlyCharges per month; rows with a NaN in either are skipped;
+    an empty window gives 0.
+    """
+    m = np.asarray(monthly_charges, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    keep = np.isfinite(m) & np.isfinite(s)
+    return float(np.dot(m[keep], s[keep]))
+
+
+def degradation(baseline: Mapping[str, float], realized: Mapping[str, float]) -> dict[str, float]:
+    """Baseline minus realized value per metric present in both (positive = worse)."""
+    return {k: baseline[k] - realized[k] for k in METRICS if k in baseline and k in realized}

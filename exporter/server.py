@@ -1,0 +1,98 @@
+"""The exporter's HTTP server: /metrics, /healthz, /ready and a landing page.
+
+A plain WSGI app on prometheus_client's threading server: each request gets a thread,
+and /metrics only reads the snapshot store, so a scrape never waits for a job.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from . import __version__
+from .snapshot import SnapshotStore
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would flood the log; access logging stays off."""
+
+
+def _respond(start: StartResponse, status: str, body: bytes, ctype: str) -> list[bytes]:
+    start(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def make_app(registry: CollectorRegistry, store: SnapshotStore) -> WSGIApp:
+    """The WSGI app serving the exporter's endpoints."""
+    metrics_app = make_wsgi_app(registry)
+
+    def landing(start: StartResponse) -> list[bytes]:
+        rows = "".join(
+            f"<tr><td>{html.escape(h.job)}</td><td>{h.success}</td><td>{h.runs}</td>"
+            f"<td>{h.failures}</td><td>{html.escape(h.last_error or '')}</td></tr>"
+            for h in store.health().values()
+        )
+        page = (
+            "<!doctype html><html><head><title>churn-monitor exporter</title></head><body>"
+            f"<h1>churn-monitor exporter {__version__}</h1>"
+            '<p><a href="/metrics">Metrics</a> · <a href="/healthz">Health</a> · '
+            '<a href="/ready">Ready</a></p>'
+            "<table><tr><th>job</th><th>last run ok</th><th>runs</th><th>failures</th>"
+            f"<th>last error</th></tr>{rows}</table></body></html>"
+        )
+        return _respond(start, "200 OK", page.encode(), "text/html; charset=utf-8")
+
+    def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start)
+        if path == "/healthz":
+            return _respond(start, "200 OK", b"ok\n", "text/plain; charset=utf-8")
+        if path == "/ready":
+            ready = store.ready()
+            body = json.dumps(
+                {
+                    "ready": ready,
+                    "jobs": {job: h.runs > 0 for job, h in store.health().items()},
+                }
+            ).encode()
+            status = "200 OK" if ready else "503 Service Unavailable"
+            return _respond(start, status, body, "application/json")
+        if path == "/":
+            return landing(start)
+        return _respond(start, "404 Not Found", b"not found\n", "text/plain; charset=utf-8")
+
+    return app
+
+
+class ExporterServer:
+    """The HTTP server in a background thread; `port` is the bound port (0 picks one)."""
+
+    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
+        self.httpd = make_server(
+            host, port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_port
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="exporter-http", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)

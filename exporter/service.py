@@ -1,0 +1,110 @@
+"""Wiring: config -> jobs -> scheduler -> snapshot store -> collector -> HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry
+
+from .collector import SnapshotCollector
+from .config import MonitoringConfig
+from .jobs import DriftJob, Job, OptunaJob, PerformanceJob, ReferenceCache, run_job
+from .registry import ModelWatch
+from .server import ExporterServer, make_app
+from .snapshot import ModelRef, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Monitor:
+    """The exporter's parts, built from one config."""
+
+    config: MonitoringConfig
+    jobs: list[Job]
+    model: Callable[[], ModelRef]
+    store: SnapshotStore = field(default_factory=SnapshotStore)
+
+    def __post_init__(self) -> None:
+        for job in self.jobs:
+            self.store.register(job.name, job.interval_seconds)
+        self.registry = CollectorRegistry()
+        self.registry.register(SnapshotCollector(self.store, model=self.model))
+
+    def run_once(self) -> dict[str, bool]:
+        """Run every job once, in order; return job name -> success."""
+        return {job.name: run_job(job, self.store) for job in self.jobs}
+
+
+def build_monitor(
+    config: MonitoringConfig,
+    *,
+    interval_minutes: float | None = None,
+    write_reports: bool = True,
+) -> Monitor:
+    """The jobs enabled in `config`; `interval_minutes` overrides every job's schedule."""
+    interval = interval_minutes * 60.0 if interval_minutes else None
+    watch = ModelWatch(config)
+    reference = ReferenceCache(config.data.reference_path)
+    common = {"model": watch, "interval_seconds": interval, "write_reports": write_reports}
+    jobs: list[Job] = []
+    if config.data_drift_monitoring.enabled:
+        jobs.append(DriftJob(config, reference, **common))
+    if config.performance_monitoring.enabled:
+        jobs.append(PerformanceJob(config, reference, **common))
+    if config.optuna.enabled:
+        jobs.append(OptunaJob(config, interval_seconds=interval))
+    return Monitor(config=config, jobs=jobs, model=watch.current)
+
+
+def serve(
+    monitor: Monitor,
+    host: str,
+    port: int,
+    *,
+    stop: threading.Event | None = None,
+    on_listening: Callable[[int], None] | None = None,
+) -> None:
+    """Serve /metrics and run the jobs on their schedules until `stop` is set.
+
+    Each job runs once at start and then every `interval_seconds`, never two runs of
+    the same job at once (`max_instances=1`), missed runs collapsed into one
+    (`coalesce=True`). SIGTERM and SIGINT set `stop` when called from the main thread.
+    """
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+    server = ExporterServer(make_app(monitor.registry, monitor.store), host, port)
+    server.start()
+    log.info("serving http://%s:%d/metrics", host, server.port)
+    if on_listening:
+        on_listening(server.port)
+
+    scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
+    for job in monitor.jobs:
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=[job, monitor.store],
+            seconds=job.interval_seconds,
+            next_run_time=datetime.now().astimezone(),
+            id=job.name,
+            name=job.name,
+            misfire_grace_time=None,
+        )
+    scheduler.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        log.info("stopping: scheduler and server")
+        scheduler.shutdown(wait=False)
+        server.stop()

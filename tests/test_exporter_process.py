@@ -1,0 +1,229 @@
+"""`churn-monitor run --mode continuous` as a real process, scraped over HTTP."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import drift
+from exporter.config import load_config
+from exporter.decision import assess
+from exporter.loader import load_customers
+
+from .support import Process, churn_monitor, free_port, http_get, wait_until
+
+DRIFT_FAMILIES = (
+    "churn_feature_drift_ks_statistic",
+    "churn_feature_drift_ks_pvalue",
+    "churn_feature_drift_psi",
+    "churn_feature_drift_wasserstein",
+    "churn_feature_drift_jensenshannon",
+    "churn_feature_drifted",
+    "churn_data_drift_score",
+    "churn_data_drift_threshold",
+    "churn_data_drift_critical_threshold",
+    "churn_window_rows",
+    "churn_reference_rows",
+    "churn_model_info",
+    "churn_exporter_job_success",
+    "churn_exporter_job_duration_seconds",
+    "churn_exporter_job_last_success_timestamp_seconds",
+    "churn_exporter_build_info",
+)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """All samples of one scrape keyed by (name, sorted labels)."""
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+DRIFT_ONLY = """
+performance_monitoring: {enabled: false}
+optuna: {enabled: false}
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh folder after `churn-monitor setup`: synthetic reference and demo window.
+
+    No model is trained here, so only the drift job runs.
+    """
+    path = tmp_path_factory.mktemp("exporter")
+    config = path / "configs/monitoring/monitoring_config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(DRIFT_ONLY)
+    subprocess.run(churn_monitor("setup"), cwd=path, check=True, capture_output=True, timeout=120)
+    return path
+
+
+@pytest.fixture
+def exporter(workdir: Path, tmp_path: Path):
+    """A continuous exporter on a free port reading a copy of the drifting demo window."""
+    current = tmp_path / "current.csv"
+    shutil.copy(workdir / "data/demo/current.csv", current)
+    port = free_port()
+    proc = Process(
+        churn_monitor(
+            "run",
+            "--mode",
+            "continuous",
+            "--port",
+            str(port),
+            "--interval",
+            "0.01",
+            "--current",
+            str(current),
+        ),
+        tmp_path / "exporter.log",
+        cwd=workdir,
+    )
+    try:
+        yield proc, port, current
+    finally:
+        proc.stop()
+
+
+def test_scrape_has_every_drift_family_equal_to_the_statistics(exporter, workdir: Path) -> None:
+    _proc, port, current = exporter
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, 60, "ready")
+    samples = scrape(port)
+    names = {name for name, _ in samples}
+    for family in DRIFT_FAMILIES:
+        assert family in names, f"{family} missing from the scrape"
+
+    config = load_config(workdir / "configs/monitoring/monitoring_config.yaml")
+    reference = load_customers(workdir / config.data.reference_path).frame
+    profile = drift.build_profile(
+        reference,
+        config.features.numeric,
+        config.features.categorical,
+        psi_bins=config.data_drift_monitoring.psi_bins,
+    )
+    expected = assess(
+        profile,
+        load_customers(current).frame,
+        drift_threshold=config.data_drift_monitoring.drift_threshold,
+        min_window_rows=config.data_drift_monitoring.min_window_rows,
+    )
+    model = config.model.name
+    assert expected.drifted is True  # the demo window is the `sudden` shift
+    assert value(samples, "churn_data_drift_score", model=model) == pytest.approx(expected.score)
+    assert value(samples, "churn_window_rows", model=model) == expected.n_current
+    assert value(samples, "churn_reference_rows", model=model) == expected.n_reference
+    for f in expected.features:
+        labels = {"model": model, "feature": f.feature}
+        for family, attr in (
+            ("churn_feature_drift_ks_statistic", "ks_statistic"),
+            ("churn_feature_drift_ks_pvalue", "ks_pvalue"),
+            ("churn_feature_drift_psi", "psi"),
+            ("churn_feature_drift_wasserstein", "wasserstein"),
+            ("churn_feature_drift_jensenshannon", "jensen_shannon"),
+        ):
+            want = getattr(f, attr)
+            got = value(samples, family, **labels)
+            if want is None or math.isnan(want):
+                assert got is None, (family, f.feature)
+            else:
+                assert got == pytest.approx(want, rel=1e-12, abs=1e-300), (family, f.feature)
+        assert value(samples, "churn_feature_drifted", **labels) == float(f.drifted)
+    assert value(samples, "churn_exporter_job_success", job="drift") == 1.0
+
+
+def test_ready_only_after_the_first_snapshot(exporter) -> None:
+    _proc, port, _ = exporter
+    seen_ready = False
+
+    def check() -> bool:
+        nonlocal seen_ready
+        status, _ = http_get(f"http://127.0.0.1:{port}/ready")
+        if status == 200:
+            # ready implies the drift snapshot is being served
+            assert "churn_data_drift_score" in {n for n, _ in scrape(port)}
+            seen_ready = True
+        else:
+            assert status == 503
+        return seen_ready
+
+    wait_until(check, 60, "ready")
+
+
+def test_promtool_check_metrics_reports_nothing(exporter, require_binary) -> None:
+    promtool = require_binary("promtool")
+    _, port, _ = exporter
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, 60, "ready")
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    proc = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "" and proc.stderr.strip() == "", (
+        proc.stdout + proc.stderr
+    )
+
+
+def test_source_disappears_then_returns(exporter) -> None:
+    proc, port, current = exporter
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, 60, "ready")
+    good = scrape(port)
+    backup = current.with_suffix(".bak")
+    current.rename(backup)
+
+    def failing():
+        s = scrape(port)
+        return s if value(s, "churn_exporter_job_success", job="drift") == 0.0 else None
+
+    bad = wait_until(failing, 30, "drift job failure")
+    assert proc.alive()
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    for key in good:
+        name = key[0]
+        if name.startswith(("churn_feature_", "churn_data_drift_", "churn_window_")):
+            assert bad[key] == good[key], key  # last good values kept
+    last_ok = value(bad, "churn_exporter_job_last_success_timestamp_seconds", job="drift")
+    wait_until(
+        lambda: value(scrape(port), "churn_exporter_job_failures_total", job="drift") >= 2,
+        30,
+        "a second failed run",
+    )
+    assert (
+        value(scrape(port), "churn_exporter_job_last_success_timestamp_seconds", job="drift")
+        == last_ok
+    )
+
+    backup.rename(current)
+    wait_until(
+        lambda: value(scrape(port), "churn_exporter_job_success", job="drift") == 1.0,
+        30,
+        "recovery",
+    )
+    recovered = scrape(port)
+    assert (
+        value(recovered, "churn_exporter_job_last_success_timestamp_seconds", job="drift") > last_ok
+    )
+    assert "drift" in proc.output() and "Traceback" in proc.output()  # the failure was logged
+
+
+def test_sigterm_stops_within_5_seconds(exporter) -> None:
+    proc, port, _ = exporter
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, "healthz")
+    proc.signal(15)
+    try:
+        code = proc.popen.wait(5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the exporter did not stop within 5 s of SIGTERM")
+    assert code == 0
