@@ -1,0 +1,1 @@
+"""One module per dashboard; each ``build()`` returns the dashboard's JSON data."""
