@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
-from .collector import SnapshotCollector
+from .collector import FamilyBuilder, SnapshotCollector
 from .config import MonitoringConfig
 from .jobs import DriftJob, Job, OptunaJob, PerformanceJob, ReferenceCache, run_job
 from .registry import ModelWatch
@@ -28,14 +28,18 @@ class Monitor:
 
     config: MonitoringConfig
     jobs: list[Job]
-    model: Callable[[], ModelRef]
+    model: Callable[[], ModelRef | None]
     store: SnapshotStore = field(default_factory=SnapshotStore)
+    #: Job name -> family builder; None means the exporter's own (collector.BUILDERS).
+    builders: Mapping[str, FamilyBuilder] | None = None
 
     def __post_init__(self) -> None:
         for job in self.jobs:
             self.store.register(job.name, job.interval_seconds)
         self.registry = CollectorRegistry()
-        self.registry.register(SnapshotCollector(self.store, model=self.model))
+        self.registry.register(
+            SnapshotCollector(self.store, model=self.model, builders=self.builders)
+        )
 
     def run_once(self) -> dict[str, bool]:
         """Run every job once, in order; return job name -> success."""

@@ -279,3 +279,52 @@ def test_labels_arriving_after_the_window_moved_do_not_count(champion, log_db) -
     assert labelled == 500
     samples = scrape_once(log_db)
     assert gauge(samples, "churn_model_labeled_rows") == 300  # the 30-day window by prediction time
+
+
+def test_optuna_families_equal_what_optuna_reports(champion, log_db) -> None:
+    import optuna
+
+    tmp, _ = champion
+    log_window(log_db, champion[1], synthetic.generate_customers(300, seed=61), ts=time.time())
+    samples = scrape_once(log_db)
+    storage = f"sqlite:///{tmp}/optuna.db"
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        labels = {"study": study.study_name}
+        key = ("churn_optuna_best_value", tuple(sorted(labels.items())))
+        assert samples[key] == pytest.approx(study.best_value, abs=0)
+        trials = study.get_trials(deepcopy=False)
+        for state in optuna.trial.TrialState:
+            want = sum(t.state == state for t in trials)
+            got = samples[("churn_optuna_trials", (("state", state.name), *labels.items()))]
+            assert got == want, state
+        for param, value in study.best_params.items():
+            key = ("churn_optuna_best_param", (("param", param), *labels.items()))
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                assert samples[key] == pytest.approx(float(value), abs=0)
+            else:
+                assert key not in samples
+        newest = max(t.datetime_complete for t in trials if t.datetime_complete)
+        key = ("churn_optuna_last_trial_timestamp_seconds", tuple(labels.items()))
+        assert samples[key] == pytest.approx(newest.timestamp(), abs=1e-3)
+
+
+def test_a_new_champion_is_reported_after_the_next_run(champion, log_db) -> None:
+    """Runs last in this module: it moves the alias of the shared store."""
+    tmp, model = champion
+    log_window(log_db, model, synthetic.generate_customers(300, seed=71), ts=time.time())
+    monitor = build_monitor(log_db, write_reports=False)
+    monitor.run_once()
+    assert monitor.model().version == "1"
+    data = tmp / "train2.csv"
+    synthetic.generate_customers(2000, seed=72).to_csv(data, index=False)
+    result = train(make_config(tmp), data=data, trials=1, seed=2, progress=False)
+    assert result.version == "2"
+    assert monitor.model().version == "1"  # nothing changes before the next run
+    outcome = monitor.run_once()
+    assert outcome == {"drift": True, "performance": True, "optuna": True}
+    assert monitor.model() == load_champion(log_db).ref
+    assert monitor.model().version == "2"
+    perf = monitor.store.snapshots()["performance"]
+    assert perf.model.version == "2"
+    assert perf.baseline == pytest.approx(result.metrics)
