@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from . import __version__
@@ -176,6 +177,44 @@ def cmd_simulate(args: argparse.Namespace, config: MonitoringConfig) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_history(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    import csv
+    import json
+
+    from .history import open_history, query, rows_for_display
+
+    since = None
+    if args.since is not None:
+        since = time.time() - args.since * 3600.0
+    engine = open_history(config.history.url)
+    try:
+        rows = query(engine, args.type, since=since)
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    shown = rows_for_display(rows)
+    if args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(shown[0]) if shown else ["id"])
+        writer.writeheader()
+        writer.writerows(shown)
+        return 0
+    if not shown:
+        print(f"no {args.type} rows")
+        return 0
+    columns = [c for c in shown[0] if c not in ("labels", "annotations", "id")]
+    widths = {
+        c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in shown))
+        for c in columns
+    }
+    print("  ".join(c.ljust(min(widths[c], 60)) for c in columns))
+    for row in shown:
+        cells = [str(row[c] if row[c] is not None else "")[:60] for c in columns]
+        print("  ".join(v.ljust(min(widths[c], 60)) for v, c in zip(cells, columns, strict=True)))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -263,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--batch", type=_positive_int, default=1, help="customers per request")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("history", help="query the monitoring history (alerts, runs, retraining)")
+    _common(p)
+    p.add_argument(
+        "--type",
+        choices=("alerts", "drift", "performance", "retraining"),
+        default="alerts",
+        help="which history (default: alerts)",
+    )
+    p.add_argument("--since", type=_positive_float, metavar="HOURS", help="only the last HOURS")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(func=cmd_history)
     return parser
 
 

@@ -161,6 +161,37 @@ class ApiConfig(_Strict):
     model_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
+class HistoryConfig(_Strict):
+    """The monitoring history database (alerts received, runs, retraining decisions)."""
+
+    enabled: bool = True
+    url: str = "sqlite:///data/history.db"
+
+
+AlertType = Annotated[str, Field(pattern=r"^[A-Z_]+$")]
+
+
+class RetrainingConfig(_Strict):
+    """The closed loop: retrain when certain alerts fire, promote only if better."""
+
+    enabled: bool = False
+    #: Firing alerts of these `alert_type`s start a retraining.
+    alert_types: tuple[AlertType, ...] = ("MODEL_DEGRADATION", "THRESHOLD_BREACH")
+    #: No new retraining within this many minutes of the last one.
+    cooldown_minutes: Annotated[float, Field(ge=0)] = 360.0
+    #: Labelled predictions of this many hours are the training data.
+    data_window_hours: Annotated[float, Field(gt=0)] = 720.0
+    #: Fewer labelled rows than this: no retraining (recorded as skipped).
+    min_rows: Annotated[int, Field(ge=50)] = 500
+    #: Share of the labelled rows held out to compare champion and challenger.
+    holdout_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
+    #: The comparison metric on the holdout and the margin the challenger must win by.
+    metric: Literal["accuracy", "precision", "recall", "f1", "roc_auc"] = "roc_auc"
+    min_improvement: Annotated[float, Field(ge=0.0)] = 0.01
+    trials: Annotated[int, Field(ge=1)] = 10
+    challenger_alias: Annotated[str, Field(min_length=1)] = "challenger"
+
+
 class LoggingConfig(_Strict):
     level: LogLevel = "INFO"
 
@@ -175,6 +206,8 @@ class MonitoringConfig(_Strict):
     reports: ReportsConfig = ReportsConfig()
     exporter: ExporterConfig = ExporterConfig()
     api: ApiConfig = ApiConfig()
+    history: HistoryConfig = HistoryConfig()
+    retraining: RetrainingConfig = RetrainingConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

@@ -18,8 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from . import drift, reports, schema
+from . import drift, history, reports, schema
 from .config import MonitoringConfig
 from .decision import DatasetDrift, assess, compare_numeric
 from .performance import (
@@ -122,10 +124,12 @@ class DriftJob:
         interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
         write_reports: bool = True,
+        history: Engine | None = None,
     ) -> None:
         self.config = config
         self.reference = reference
         self.model = model
+        self.history = history
         minutes = config.data_drift_monitoring.check_interval_minutes
         self.interval_seconds = interval_seconds or minutes * 60.0
         self.clock = clock
@@ -169,6 +173,7 @@ class DriftJob:
         )
         if self.write_reports:
             _write_report(self.config, "drift", drift_report(snapshot), now)
+        _append_history(self.history, history.record_drift, snapshot)
         return snapshot
 
 
@@ -196,10 +201,12 @@ class PerformanceJob:
         interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
         write_reports: bool = True,
+        history: Engine | None = None,
     ) -> None:
         self.config = config
         self.reference = reference
         self.model = model
+        self.history = history
         minutes = config.performance_monitoring.check_interval_minutes
         self.interval_seconds = interval_seconds or minutes * 60.0
         self.clock = clock
@@ -307,6 +314,7 @@ class PerformanceJob:
         )
         if self.write_reports:
             _write_report(self.config, "performance", performance_report(snapshot), now)
+        _append_history(self.history, history.record_performance, snapshot)
         return snapshot
 
 
@@ -330,6 +338,18 @@ def _refresh(model: ModelSource) -> None:
             log.info("now monitoring %s", model.current())
     except Exception as err:  # the registry's client raises many types
         log.warning("model registry unavailable, keeping %s: %s", model.current(), err)
+
+
+def _append_history(
+    engine: Engine | None, record: Callable[[Engine, Any], None], snap: Any
+) -> None:
+    """Append a run to the history; a history outage is logged, the metrics still served."""
+    if engine is None:
+        return
+    try:
+        record(engine, snap)
+    except SQLAlchemyError as err:
+        log.error("could not append to the monitoring history: %s", err)
 
 
 def _write_report(config: MonitoringConfig, kind: str, payload: dict[str, Any], now: float) -> None:

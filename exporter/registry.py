@@ -372,3 +372,16 @@ class ModelWatch:
         """The current version's decision threshold (None before the first refresh)."""
         info = self.info()
         return info.threshold if info is not None else None
+
+
+def set_alias(config: MonitoringConfig, alias: str, version: str) -> None:
+    """Point `alias` of the configured model at `version` (used to promote a challenger)."""
+    uri = config.model.tracking_uri
+    try:
+        _client(uri).set_registered_model_alias(config.model.name, alias, version)
+    except ModelUnavailable:
+        raise
+    except Exception as err:
+        raise ModelUnavailable(
+            f"models:/{config.model.name}@{alias} at {_safe_url(uri)}: {_reason(err)}"
+        ) from err

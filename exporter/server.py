@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from . import __version__
+from .receiver import MAX_BODY_BYTES, AlertReceiver
 from .snapshot import SnapshotStore
 
 StartResponse = Callable[..., Any]
@@ -33,8 +34,27 @@ def _respond(start: StartResponse, status: str, body: bytes, ctype: str) -> list
     return [body]
 
 
-def make_app(registry: CollectorRegistry, store: SnapshotStore) -> WSGIApp:
-    """The WSGI app serving the exporter's endpoints."""
+def _webhook(environ: dict[str, Any], start: StartResponse, receiver: AlertReceiver) -> list[bytes]:
+    if environ.get("REQUEST_METHOD") != "POST":
+        start("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
+        return [b""]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0 or length > MAX_BODY_BYTES:
+        status, answer = 413, {"error": f"body larger than {MAX_BODY_BYTES} bytes"}
+    else:
+        status, answer = receiver.handle(environ["wsgi.input"].read(length))
+    reason = {200: "OK", 400: "Bad Request", 413: "Content Too Large", 503: "Unavailable"}
+    body = json.dumps(answer).encode()
+    return _respond(start, f"{status} {reason[status]}", body, "application/json")
+
+
+def make_app(
+    registry: CollectorRegistry, store: SnapshotStore, receiver: AlertReceiver | None = None
+) -> WSGIApp:
+    """The WSGI app serving the exporter's endpoints (and the alert webhook if given)."""
     metrics_app = make_wsgi_app(registry)
 
     def landing(start: StartResponse) -> list[bytes]:
@@ -71,6 +91,8 @@ def make_app(registry: CollectorRegistry, store: SnapshotStore) -> WSGIApp:
             return _respond(start, status, body, "application/json")
         if path == "/":
             return landing(start)
+        if path == "/alerts/webhook" and receiver is not None:
+            return _webhook(environ, start, receiver)
         return _respond(start, "404 Not Found", b"not found\n", "text/plain; charset=utf-8")
 
     return app

@@ -14,8 +14,11 @@ from prometheus_client import CollectorRegistry
 
 from .collector import FamilyBuilder, SnapshotCollector
 from .config import MonitoringConfig
+from .history import open_history
 from .jobs import DriftJob, Job, OptunaJob, PerformanceJob, ReferenceCache, run_job
+from .receiver import AlertReceiver
 from .registry import ModelWatch
+from .retraining import RetrainingTrigger
 from .server import ExporterServer, make_app
 from .snapshot import ModelRef, SnapshotStore
 
@@ -32,6 +35,8 @@ class Monitor:
     store: SnapshotStore = field(default_factory=SnapshotStore)
     #: Job name -> family builder; None means the exporter's own (collector.BUILDERS).
     builders: Mapping[str, FamilyBuilder] | None = None
+    #: The Alertmanager webhook receiver served at /alerts/webhook (history enabled).
+    receiver: AlertReceiver | None = None
 
     def __post_init__(self) -> None:
         for job in self.jobs:
@@ -56,7 +61,17 @@ def build_monitor(
     interval = interval_minutes * 60.0 if interval_minutes else None
     watch = ModelWatch(config)
     reference = ReferenceCache(config.data.reference_path)
-    common = {"model": watch, "interval_seconds": interval, "write_reports": write_reports}
+    history = open_history(config.history.url) if config.history.enabled else None
+    receiver = None
+    if history is not None:
+        trigger = RetrainingTrigger(config, history) if config.retraining.enabled else None
+        receiver = AlertReceiver(history, trigger)
+    common = {
+        "model": watch,
+        "interval_seconds": interval,
+        "write_reports": write_reports,
+        "history": history,
+    }
     jobs: list[Job] = []
     if config.data_drift_monitoring.enabled:
         jobs.append(DriftJob(config, reference, **common))
@@ -64,7 +79,7 @@ def build_monitor(
         jobs.append(PerformanceJob(config, reference, **common))
     if config.optuna.enabled:
         jobs.append(OptunaJob(config, interval_seconds=interval))
-    return Monitor(config=config, jobs=jobs, model=watch.current)
+    return Monitor(config=config, jobs=jobs, model=watch.current, receiver=receiver)
 
 
 def serve(
@@ -86,7 +101,8 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
 
-    server = ExporterServer(make_app(monitor.registry, monitor.store), host, port)
+    app = make_app(monitor.registry, monitor.store, monitor.receiver)
+    server = ExporterServer(app, host, port)
     server.start()
     log.info("serving http://%s:%d/metrics", host, server.port)
     if on_listening:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import MonitoringConfig
+from .history import open_history
 from .predlog import create_tables, make_engine
 from .reports import REPORT_KINDS, report_dir
 from .synthetic import generate_customers
@@ -32,6 +33,10 @@ def setup(config: MonitoringConfig, *, skip_db: bool = False) -> Iterator[str]:
             create_tables(engine)
             engine.dispose()
             yield f"prediction log {source.url}"
+
+        if config.history.enabled:
+            open_history(config.history.url).dispose()
+            yield f"monitoring history {config.history.url}"
 
     reference = Path(config.data.reference_path)
     if not reference.exists():

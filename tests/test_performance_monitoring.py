@@ -6,6 +6,7 @@ feedback later), then the exporter's jobs run and `/metrics` is scraped over HTT
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ def make_config(tmp: Path, **performance: object) -> MonitoringConfig:
             },
             "optuna": {"storage": f"sqlite:///{tmp}/optuna.db"},
             "reports": {"dir": str(tmp / "reports")},
+            "history": {"url": f"sqlite:///{tmp}/history.db"},
             "performance_monitoring": {"min_labeled_rows": 50, **performance},
         }
     )
@@ -67,6 +69,7 @@ def log_db(champion: tuple[Path, LoadedModel], tmp_path: Path) -> Iterator[Monit
         update={
             "data": base.data.model_copy(update={"current": current}),
             "reports": base.reports.model_copy(update={"dir": str(tmp_path / "reports")}),
+            "history": base.history.model_copy(update={"url": f"sqlite:///{tmp_path}/history.db"}),
         }
     )
     engine = predlog.make_engine(current.url)
@@ -189,6 +192,37 @@ def test_realized_metrics_equal_sklearn_through_a_real_scrape(champion, log_db) 
             (("model", "churn-model"), ("run_id", model.ref.run_id), ("version", "1")),
         )
     ]
+
+
+def test_runs_appear_in_the_history_with_the_exported_values(champion, log_db) -> None:
+    from exporter.history import open_history, query
+
+    _, model = champion
+    frame = synthetic.generate_customers(800, seed=22, scenario="sudden", id_offset=20_000)
+    log_window(log_db, model, frame, ts=time.time() - 60)
+    samples = scrape_once(log_db)
+    engine = open_history(log_db.history.url)
+    drift_rows = query(engine, "drift")
+    perf_rows = query(engine, "performance")
+    engine.dispose()
+    assert len(drift_rows) == 1
+    row = drift_rows[0]
+    assert row["score"] == gauge(samples, "churn_data_drift_score")
+    assert row["n_current"] == gauge(samples, "churn_window_rows")
+    drifted = sorted(
+        dict(labels)["feature"]
+        for (name, labels), value in samples.items()
+        if name == "churn_feature_drifted" and value == 1.0
+    )
+    assert drifted and sorted(json.loads(row["drifted_columns"])) == drifted
+    assert len(perf_rows) == 5
+    for r in perf_rows:
+        assert r["realized"] == gauge(samples, "churn_model_performance", metric=r["metric"])
+        assert r["estimated"] == gauge(
+            samples, "churn_model_performance_estimated", metric=r["metric"]
+        )
+        assert r["labeled_rows"] == gauge(samples, "churn_model_labeled_rows")
+        assert r["version"] == model.ref.version
 
 
 def test_estimate_tracks_realized_under_covariate_shift_but_not_concept_drift(champion) -> None:
