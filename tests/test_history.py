@@ -1,0 +1,154 @@
+"""The monitoring history: webhook parsing, idempotent storage, the retraining loop."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from exporter import synthetic
+from exporter.config import MonitoringConfig
+from exporter.history import WebhookError, open_history, parse_notification, query
+from exporter.receiver import AlertReceiver
+from exporter.registry import load_champion, resolve
+from exporter.retraining import RetrainingTrigger
+
+from .test_performance_monitoring import log_window, make_config
+
+
+def notification(status: str = "firing", alert_type: str = "THRESHOLD_BREACH", **extra) -> dict:
+    """An Alertmanager webhook body (version 4) with one alert."""
+    alert = {
+        "status": status,
+        "labels": {
+            "alertname": "ChurnModelThresholdBreach",
+            "alert_type": alert_type,
+            "severity": "critical",
+            "model": "churn-model",
+            "metric": "accuracy",
+        },
+        "annotations": {"summary": "Accuracy (0.62) below minimum threshold (0.70)"},
+        "startsAt": "2026-11-27T05:00:00.000Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-27T05:10:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": "c0ffee0123456789",
+        **extra,
+    }
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="ChurnModelThresholdBreach"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "churn-webhook",
+        "groupLabels": {"alertname": "ChurnModelThresholdBreach"},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [alert],
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "body"),
+        ({"version": "3", "alerts": []}, "version"),
+        ({"version": "4"}, "alerts"),
+        ({"version": "4", "alerts": [{"status": "firing"}]}, "alerts[0].startsAt"),
+        (
+            {"version": "4", "alerts": [{"status": "firing", "startsAt": "x", "fingerprint": "f"}]},
+            "alerts[0].labels",
+        ),
+    ],
+)
+def test_malformed_notifications_name_the_field(body, field: str) -> None:
+    with pytest.raises(WebhookError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_notification(body)
+
+
+def test_receiver_is_idempotent_and_keeps_firing_and_resolved(tmp_path: Path) -> None:
+    engine = open_history(f"sqlite:///{tmp_path}/h.db")
+    receiver = AlertReceiver(engine, clock=lambda: 1000.0)
+    firing = json.dumps(notification()).encode()
+    assert receiver.handle(firing) == (200, {"alerts": 1, "new": 1})
+    assert receiver.handle(firing) == (200, {"alerts": 1, "new": 0})  # redelivery
+    assert receiver.handle(json.dumps(notification("resolved")).encode())[1]["new"] == 1
+    rows = query(engine, "alerts")
+    assert [(r["status"], r["notifications"]) for r in rows] == [("firing", 2), ("resolved", 1)]
+    first = rows[0]
+    assert first["alertname"] == "ChurnModelThresholdBreach"
+    assert first["alert_type"] == "THRESHOLD_BREACH" and first["severity"] == "critical"
+    assert first["ends_at"] is None and rows[1]["ends_at"] == "2026-11-27T05:10:00Z"
+    assert json.loads(first["annotations"])["summary"].startswith("Accuracy (0.62)")
+    assert receiver.handle(b"{not json")[0] == 400
+    engine.dispose()
+
+
+def _with_retraining(config: MonitoringConfig, **changes: object) -> MonitoringConfig:
+    retraining = config.retraining.model_copy(update={"enabled": True, **changes})
+    return config.model_copy(update={"retraining": retraining})
+
+
+@pytest.mark.slow
+def test_retraining_follows_the_promotion_rule_and_the_cooldown(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Champion trained on `none`; recent labelled traffic follows `concept`."""
+    from exporter import predlog
+    from exporter.training import train
+
+    tmp = tmp_path_factory.mktemp("retrain")
+    config = make_config(tmp)
+    data = tmp / "train.csv"
+    synthetic.generate_customers(3000, seed=81).to_csv(data, index=False)
+    train(config, data=data, trials=1, seed=1, progress=False)
+    champion = load_champion(config)
+    engine = predlog.make_engine(config.data.current.url)
+    predlog.create_tables(engine)
+    engine.dispose()
+    concept = synthetic.generate_customers(2500, seed=82, scenario="concept", id_offset=90_000)
+    log_window(config, champion, concept, ts=time.time() - 3600)
+    history = open_history(config.history.url)
+
+    def alert(trigger_config: MonitoringConfig, **labels: str) -> tuple[RetrainingTrigger, str]:
+        trigger = RetrainingTrigger(trigger_config, history)
+        body = notification(fingerprint=uuid.uuid4().hex[:16], **labels)
+        status, answer = AlertReceiver(history, trigger).handle(json.dumps(body).encode())
+        assert status == 200
+        trigger.wait(300)
+        return trigger, answer["retraining"]
+
+    # 1. the challenger must win by 0.5: it cannot, the champion stays
+    _, started = alert(_with_retraining(config, trials=1, min_improvement=0.5, cooldown_minutes=0))
+    assert started == "started"
+    kept = query(history, "retraining")[-1]
+    assert kept["decision"] == "kept_champion", kept
+    assert (kept["champion_version"], kept["challenger_version"]) == ("1", "2")
+    assert resolve(config).ref.version == "1"
+
+    # 2. a margin of 0.02 on concept-drifted data: promoted, alias and reference move
+    _, started = alert(_with_retraining(config, trials=1, min_improvement=0.02, cooldown_minutes=0))
+    assert started == "started"
+    promoted = query(history, "retraining")[-1]
+    assert promoted["decision"] == "promoted", promoted
+    assert promoted["challenger_version"] == "3"
+    assert promoted["challenger_value"] - promoted["champion_value"] >= 0.02
+    assert resolve(config).ref.version == "3"
+    challenger = config.model.model_copy(update={"registry_alias": "challenger"})
+    assert resolve(config.model_copy(update={"model": challenger})).ref.version == "3"
+    assert json.loads((tmp / "baseline.json").read_text())["version"] == "3"
+
+    # 3. a second alert inside the (default, 6 h) cooldown does not retrain
+    _, outcome = alert(_with_retraining(config, trials=1))
+    assert outcome == "skipped_cooldown"
+    decisions = [r["decision"] for r in query(history, "retraining")]
+    assert decisions == ["kept_champion", "promoted", "skipped_cooldown"]
+    assert resolve(config).ref.version == "3"
+
+    # an alert of another type never retrains
+    _, outcome = alert(_with_retraining(config), alert_type="DATA_DRIFT")
+    assert outcome == "not_triggered"
+    history.dispose()
