@@ -153,6 +153,12 @@ def cmd_api(args: argparse.Namespace, config: MonitoringConfig) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from .ui.launch import run_ui
+
+    return run_ui(config, host=args.host, port=args.port)
+
+
 def cmd_simulate(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from .simulate import SimulationError, simulate
 
@@ -285,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default: api.host)")
     p.add_argument("--port", type=_port, help="port to bind (default: api.port, 8000)")
     p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("ui", help="serve the Streamlit prediction form")
+    _common(p)
+    p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8501, help="port to bind (default: 8501)")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("simulate", help="send synthetic, optionally drifting traffic to the API")
     _common(p)
