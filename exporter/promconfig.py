@@ -6,8 +6,10 @@ the same files somewhere else — free ports on 127.0.0.1, local SMTP and Slack 
 by rendering them here, never by keeping a second, hand-edited copy.
 
 The ``render_*`` functions are pure: they take the parsed YAML (a mapping), return a
-new mapping and never touch the input. :func:`load_yaml` and :func:`write_config` are
-the only I/O. Scrape jobs and receivers are found by name, so renaming one in the YAML
+new mapping and never touch the input; so does :func:`shorten_rule_durations`, which
+caps the rules' ``for:`` durations for tests. :func:`load_yaml`, :func:`write_config`
+and :func:`write_short_rules` (the shortened rules written to a directory) are the
+only I/O. Scrape jobs and receivers are found by name, so renaming one in the YAML
 without updating the constants below fails loudly instead of rendering a stale target.
 """
 
@@ -169,6 +171,44 @@ def render_prometheus_config(
         duration_seconds(evaluation_interval)
         glob["evaluation_interval"] = evaluation_interval
     return config
+
+
+def shorten_rule_durations(rules: Mapping[str, Any], max_for: str) -> dict[str, Any]:
+    """Return ``rules`` (a parsed rules file) with every ``for:`` capped at ``max_for``.
+
+    For tests that run the real rules against a real Prometheus: the production
+    ``for:`` durations (minutes) are too long to wait for. Only ``for:`` changes;
+    expressions, labels and annotations are the shipped ones. A rule without ``for:``
+    or with a shorter one is left as it is.
+    """
+    limit = duration_seconds(max_for)
+    result: dict[str, Any] = copy.deepcopy(dict(rules))
+    for group in result.get("groups") or []:
+        for rule in group.get("rules") or []:
+            current = rule.get("for")
+            if current is not None and duration_seconds(str(current)) > limit:
+                rule["for"] = max_for
+    return result
+
+
+def write_short_rules(
+    target_dir: str | os.PathLike[str],
+    *,
+    max_for: str,
+    source_dir: str | os.PathLike[str] = PROMETHEUS_RULES_DIR,
+) -> Path:
+    """Write each ``*.yml`` of ``source_dir`` to ``target_dir`` with shortened ``for:``.
+
+    The file names are kept, so a config rendered with ``rules_dir=target_dir`` loads
+    them through the same ``rule_files`` globs. Returns ``target_dir``.
+    """
+    target = Path(target_dir)
+    sources = sorted(Path(source_dir).glob("*.yml"))
+    if not sources:
+        raise ValueError(f"{source_dir}: no *.yml rule files")
+    for source in sources:
+        write_config(shorten_rule_durations(load_yaml(source), max_for), target / source.name)
+    return target
 
 
 def _receiver(config: Mapping[str, Any], name: str) -> dict[str, Any]:

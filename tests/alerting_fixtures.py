@@ -1,0 +1,535 @@
+"""Real alert delivery for the end-to-end tests: sinks, Alertmanager, Prometheus.
+
+- :class:`SmtpSink`: an aiosmtpd server on a free port (its own thread and event loop)
+  that requires SMTP AUTH with the password Alertmanager reads from a secret file,
+  and keeps every message it accepts, parsed.
+- :class:`HttpSink`: an ``http.server`` in a thread that keeps every JSON body POSTed
+  to one path (the Slack incoming webhook, whose URL is a secret; the generic
+  webhook). Other paths get 404, so a wrong URL shows up as "nothing arrived".
+- :class:`Alertmanager` and :class:`Prometheus`: the real binaries on free ports,
+  configured by rendering the repository's own files with :mod:`exporter.promconfig`
+  (never a hand-kept copy); the alert rules get their ``for:`` durations capped by
+  :func:`exporter.promconfig.write_short_rules`.
+
+With `for:` capped, ChurnExporterDown fires for a moment after each Prometheus start
+(`absent(up{job="churn-exporter"})` holds until the first scrape, which the scrape
+manager starts a few seconds late); production's `for: 2m` rides that out. The tests
+select notifications by alert group (alertname, model), so that blip is ignored.
+
+Notifications are parsed into :class:`Notification` records (status, alertname, model,
+severity, text) from the title the templates put in the email subject and the Slack
+attachment title, so the tests can count notifications per alert group.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from exporter import promconfig
+
+from .support import Process, free_port, http_get
+
+T = TypeVar("T")
+
+#: Alertmanager timers of the test stack. repeat_interval is far longer than any test,
+#: so a second notification of an unchanged group is a bug, not a repeat.
+GROUP_WAIT = "1s"
+GROUP_INTERVAL = "2s"
+REPEAT_INTERVAL = "1h"
+#: Prometheus scrape and rule evaluation interval, and the cap on every rule's `for:`.
+EVAL_INTERVAL = "1s"
+MAX_FOR = "2s"
+
+SMTP_USER = "churn-monitor@example.com"
+EMAIL_TO = "ml-oncall@example.com"  # alertmanager/alertmanager.yml, receiver churn-email
+
+# "[FIRING:1] ChurnDataDriftDetected churn-model (critical)" (templates/churn.tmpl,
+# "churn.title"): the model and the severity are absent when the group has none in common.
+_TITLE = re.compile(
+    r"^\[(?P<status>FIRING|RESOLVED)(?::(?P<count>\d+))?\] (?P<alertname>\S+)"
+    r"(?: (?P<model>[^\s()]+))?(?: \((?P<severity>\w+)\))?$"
+)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification, as the receiver saw it."""
+
+    channel: str  # "email" or "slack"
+    status: str  # "firing" or "resolved"
+    alertname: str
+    model: str | None
+    severity: str | None
+    title: str
+    text: str  # email: the plain-text part; Slack: the attachment text
+    received: float  # time.monotonic() at arrival
+    raw: Any = field(repr=False, default=None)
+
+    @classmethod
+    def parse(cls, channel: str, title: str, text: str, received: float, raw: Any) -> Notification:
+        match = _TITLE.match(title.strip())
+        if match is None:
+            raise AssertionError(f"{channel} notification with an unexpected title: {title!r}")
+        return cls(
+            channel=channel,
+            status=match["status"].lower(),
+            alertname=match["alertname"],
+            model=match["model"],
+            severity=match["severity"],
+            title=title.strip(),
+            text=text,
+            received=received,
+            raw=raw,
+        )
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@dataclass(frozen=True)
+class Email:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    login: str | None  # the SMTP AUTH user the client authenticated as
+    subject: str
+    text: str
+    html: str
+    received: float
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that requires AUTH PLAIN and keeps mail."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._emails: list[Email] = []
+        self.rejected_logins: list[str] = []  # "user:password" of each failed AUTH
+        self.unauthenticated = 0  # messages refused because the client did not log in
+        self._controller = Controller(
+            self,
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=self._authenticate,
+            # 127.0.0.1 only: Go's net/smtp sends PLAIN unencrypted to localhost alone.
+            auth_require_tls=False,
+            # aiosmtpd's LOGIN challenges ("User Name\0") are not the "Username:" that
+            # Alertmanager (and most servers) use; PLAIN is what it picks without LOGIN.
+            auth_exclude_mechanism=["LOGIN"],
+            ready_timeout=30.0,
+        )
+
+    @property
+    def smarthost(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode()
+            if login == SMTP_USER and auth_data.password.decode() == self.password:
+                return AuthResult(success=True, auth_data=auth_data)
+            with self._lock:
+                self.rejected_logins.append(f"{login}:{auth_data.password!r}")
+        return AuthResult(success=False, handled=False)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        # AUTH is enforced here rather than with aiosmtpd's auth_required, which warns
+        # on every connection without TLS.
+        if not session.authenticated:
+            with self._lock:
+                self.unauthenticated += 1
+            return "530 5.7.0 Authentication required"
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        text = message.get_body(preferencelist=("plain",))
+        html = message.get_body(preferencelist=("html",))
+        auth = session.auth_data
+        record = Email(
+            mail_from=envelope.mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
+            subject=str(message["Subject"] or ""),
+            # SMTP bodies travel with CRLF line ends
+            text=text.get_content().replace("\r\n", "\n") if text is not None else "",
+            html=html.get_content().replace("\r\n", "\n") if html is not None else "",
+            received=time.monotonic(),
+        )
+        with self._lock:
+            self._emails.append(record)
+        return "250 Message accepted for delivery"
+
+    def emails(self) -> list[Email]:
+        with self._lock:
+            return list(self._emails)
+
+    def notifications(self) -> list[Notification]:
+        return [
+            Notification.parse("email", e.subject, e.text, e.received, e) for e in self.emails()
+        ]
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass(frozen=True)
+class Post:
+    path: str
+    body: Any  # the parsed JSON
+    received: float
+
+
+class HttpSink:
+    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._posts: list[Post] = []
+        self.misses: list[str] = []  # other paths that were POSTed to
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(length)
+                path = urllib.parse.urlsplit(self.path).path
+                if path != sink.path:
+                    with sink._lock:
+                        sink.misses.append(path)
+                    self.send_error(404)
+                    return
+                try:
+                    body = json.loads(data)
+                except ValueError:
+                    self.send_error(400)
+                    return
+                with sink._lock:
+                    sink._posts.append(Post(path, body, time.monotonic()))
+                reply = b"ok"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"http-sink-{self.port}", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def start(self) -> HttpSink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+    def posts(self) -> list[Post]:
+        with self._lock:
+            return list(self._posts)
+
+    def slack_notifications(self) -> list[Notification]:
+        """The posts as Slack messages (one attachment each, as alertmanager.yml sends)."""
+        result = []
+        for post in self.posts():
+            (attachment,) = post.body["attachments"]
+            title, text = attachment["title"], attachment["text"]
+            result.append(Notification.parse("slack", title, text, post.received, post.body))
+        return result
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def _wait_ready(process: Process, url: str, what: str) -> None:
+    """Wait for ``url`` to answer 200; stop the process if it never does."""
+
+    def ready() -> bool:
+        if not process.alive():
+            raise Fatal(f"exited with status {process.popen.returncode}")
+        return http_get(url, timeout=2)[0] == 200
+
+    try:
+        wait_for(ready, 60, what, lambda: process.output()[-3000:])
+    except AssertionError:
+        process.stop()
+        raise
+
+
+def get_json(url: str) -> Any:
+    status, body = http_get(url)
+    if status != 200:
+        raise AssertionError(f"GET {url}: HTTP {status}: {body[:300]}")
+    return json.loads(body)
+
+
+class Alertmanager:
+    """prometheus-alertmanager with the repository's config pointed at the sinks."""
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        smtp: SmtpSink,
+        slack_url: str,
+        webhook_url: str,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        secrets_dir = workdir / "secrets"
+        secrets_dir.mkdir()
+        password_file = secrets_dir / "smtp_password"
+        # Alertmanager 0.25 sends the password file byte for byte (a final newline would
+        # be part of the password); the Slack URL file is trimmed.
+        password_file.write_text(smtp.password)
+        slack_file = secrets_dir / "slack_webhook_url"
+        slack_file.write_text(slack_url + "\n")
+        config = promconfig.render_alertmanager_config(
+            promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG),
+            smtp_smarthost=smtp.smarthost,
+            smtp_auth_username=SMTP_USER,
+            smtp_auth_password_file=password_file,
+            smtp_require_tls=False,
+            slack_api_url_file=slack_file,
+            webhook_url=webhook_url,
+            templates_dir=promconfig.ALERTMANAGER_TEMPLATES_DIR,
+            group_wait=GROUP_WAIT,
+            group_interval=GROUP_INTERVAL,
+            repeat_interval=REPEAT_INTERVAL,
+        )
+        self.config_path = promconfig.write_config(config, workdir / "alertmanager.yml")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = Process(
+            [
+                binary,
+                f"--config.file={self.config_path}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.external-url={self.url}",
+                "--cluster.listen-address=",
+                "--log.level=debug",
+            ],
+            workdir / "alertmanager.log",
+            cwd=workdir,
+        )
+        _wait_ready(self.process, f"{self.url}/-/ready", "Alertmanager ready")
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alerts(self, **params: str | bool) -> list[dict[str, Any]]:
+        """GET /api/v2/alerts; ``filter`` may be a list of matchers."""
+        query = []
+        for key, value in params.items():
+            values = value if isinstance(value, list | tuple) else [value]
+            for v in values:
+                query.append((key, str(v).lower() if isinstance(v, bool) else v))
+        return get_json(f"{self.url}/api/v2/alerts?{urllib.parse.urlencode(query)}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Prometheus:
+    """prometheus scraping one exporter, evaluating the repository's rules (short `for:`)."""
+
+    def __init__(self, binary: str, workdir: Path, *, exporter: str, alertmanager: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        rules_dir = promconfig.write_short_rules(workdir / "rules", max_for=MAX_FOR)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = promconfig.render_prometheus_config(
+            promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG),
+            exporter=exporter,
+            api=None,
+            alertmanager=alertmanager,
+            prometheus=f"127.0.0.1:{self.port}",
+            rules_dir=rules_dir,
+            scrape_interval=EVAL_INTERVAL,
+            evaluation_interval=EVAL_INTERVAL,
+        )
+        self.config_path = promconfig.write_config(config, workdir / "prometheus.yml")
+        self.process = Process(
+            [
+                binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                # the default 1m would hold back the first notifications of a short test
+                "--rules.alert.resend-delay=1s",
+            ],
+            workdir / "prometheus.log",
+            cwd=workdir,
+        )
+        _wait_ready(self.process, f"{self.url}/-/ready", "Prometheus ready")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (pending or firing) alerts from /api/v1/alerts."""
+        return get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        return get_json(url)["data"]["result"]
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class AlertStack:
+    """Sinks and Alertmanager shared by a module; Prometheus started per test."""
+
+    workdir: Path
+    prometheus_binary: str
+    smtp: SmtpSink
+    slack: HttpSink
+    webhook: HttpSink
+    alertmanager: Alertmanager
+
+    @contextmanager
+    def prometheus(self, exporter_port: int, name: str) -> Iterator[Prometheus]:
+        prom = Prometheus(
+            self.prometheus_binary,
+            self.workdir / name,
+            exporter=f"127.0.0.1:{exporter_port}",
+            alertmanager=self.alertmanager.target,
+        )
+        try:
+            yield prom
+        finally:
+            prom.stop()
+
+    def notifications(
+        self, alertname: str, model: str, *, channel: str | None = None
+    ) -> list[Notification]:
+        """Email and Slack notifications of one alert group, in order of arrival."""
+        found = [*self.smtp.notifications(), *self.slack.slack_notifications()]
+        return sorted(
+            (
+                n
+                for n in found
+                if n.alertname == alertname
+                and n.model == model
+                and (channel is None or n.channel == channel)
+            ),
+            key=lambda n: n.received,
+        )
+
+    def webhook_payloads(self, alertname: str, model: str) -> list[dict[str, Any]]:
+        return [
+            p.body
+            for p in self.webhook.posts()
+            if p.body.get("groupLabels") == {"alertname": alertname, "model": model}
+        ]
+
+    def logs(self, *processes: Process) -> str:
+        """The tail of each log, for a failure message."""
+        parts = []
+        for proc in (self.alertmanager.process, *processes):
+            parts.append(f"--- {proc.log_path.name}\n{proc.output()[-2500:]}")
+        return "\n".join(parts)
+
+
+@contextmanager
+def alert_stack(workdir: Path, *, prometheus: str, alertmanager: str) -> Iterator[AlertStack]:
+    """Start the sinks and Alertmanager; stop everything on exit, whatever happened."""
+    smtp = SmtpSink(password=secrets.token_urlsafe(16))
+    # An incoming-webhook URL is a secret: a token in the path, read from a file.
+    slack = HttpSink(f"/services/T0000/B0000/{secrets.token_urlsafe(12)}")
+    webhook = HttpSink("/alerts/webhook")
+    started: list[Any] = []
+    try:
+        for sink in (smtp, slack, webhook):
+            sink.start()
+            started.append(sink)
+        manager = Alertmanager(
+            alertmanager,
+            workdir / "alertmanager",
+            smtp=smtp,
+            slack_url=slack.url,
+            webhook_url=webhook.url,
+        )
+        started.append(manager)
+        yield AlertStack(workdir, prometheus, smtp, slack, webhook, manager)
+    finally:
+        for part in reversed(started):
+            part.stop()
+
+
+class Fatal(Exception):
+    """Raised by a `wait_for` check when waiting longer cannot help (a process died)."""
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, logs: Callable[[], str]) -> T:
+    """Poll `check` until it returns something truthy; fail at the deadline, or at once
+    when it raises `Fatal`, with the processes' logs in the message.
+
+    Other exceptions count as "not yet" (a server still starting refuses connections).
+    """
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Fatal as err:
+            raise AssertionError(f"{what}: {err}\n{logs()}") from None
+        except Exception as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}; last: {last!r}\n{logs()}"
+            )
+        time.sleep(0.2)
+
+
+def assert_nothing_new(
+    check: Callable[[], T], seconds: float, what: str, logs: Callable[[], str]
+) -> None:
+    """Poll `check` for `seconds`; fail as soon as it returns something truthy."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            raise AssertionError(f"{what}: {found!r}\n{logs()}")
+        time.sleep(0.2)
