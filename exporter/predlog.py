@@ -141,20 +141,33 @@ def _compiled_insert(engine: Engine) -> tuple[str, tuple[str, ...] | None]:
     return cached
 
 
-def log_predictions(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows` (dicts with every `predictions` column) in one transaction.
+def log_predictions(
+    engine: Engine, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]
+) -> None:
+    """Insert `rows` in one transaction: dicts with every `predictions` column, or
+    tuples in `PREDICTION_COLUMNS` order.
 
-    The statement is compiled once per dialect and executed with the driver's
-    ``executemany``, which is several times faster than a Core ``insert()`` per call
-    for the API's batches of a thousand rows.
+    The statement is compiled once per dialect and run with the driver's
+    ``executemany``: several times faster than a Core ``insert()`` for the API's
+    batches of a thousand rows.
     """
     if not rows:
         return
     sql, order = _compiled_insert(engine)
-    if order is not None:
-        params: list[Any] = [tuple(row[key] for key in order) for row in rows]
+    first = rows[0]
+    params: list[Any]
+    if isinstance(first, Mapping):
+        if order is not None:
+            params = [tuple(row[key] for key in order) for row in rows]  # type: ignore[call-overload]
+        else:
+            params = [{key: row[key] for key in PREDICTION_COLUMNS} for row in rows]  # type: ignore[call-overload]
+    elif order == PREDICTION_COLUMNS:
+        params = list(rows)
+    elif order is not None:
+        where = [PREDICTION_COLUMNS.index(key) for key in order]
+        params = [tuple(row[i] for i in where) for row in rows]
     else:
-        params = [{key: row[key] for key in PREDICTION_COLUMNS} for row in rows]
+        params = [dict(zip(PREDICTION_COLUMNS, row, strict=True)) for row in rows]
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(sql, params)
