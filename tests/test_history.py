@@ -152,3 +152,106 @@ def test_retraining_follows_the_promotion_rule_and_the_cooldown(
     _, outcome = alert(_with_retraining(config), alert_type="DATA_DRIFT")
     assert outcome == "not_triggered"
     history.dispose()
+
+
+class RecordingReceiver(AlertReceiver):
+    """The real receiver, keeping each raw body so a test can redeliver it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bodies: list[bytes] = []
+
+    def handle(self, body: bytes):
+        self.bodies.append(body)
+        return super().handle(body)
+
+
+@pytest.mark.integration
+def test_a_real_alertmanager_posts_to_the_receiver(tmp_path: Path, require_binary) -> None:
+    import datetime as dt
+    import urllib.request
+
+    from exporter.config import parse_config
+    from exporter.server import ExporterServer, make_app
+    from exporter.service import Monitor
+
+    from .alerting_fixtures import Alertmanager, HttpSink, SmtpSink
+    from .support import wait_until
+
+    binary = require_binary("prometheus-alertmanager")
+    engine = open_history(f"sqlite:///{tmp_path}/history.db")
+    receiver = RecordingReceiver(engine)
+    monitor = Monitor(config=parse_config({}), jobs=[], model=lambda: None)
+    server = ExporterServer(make_app(monitor.registry, monitor.store, receiver), "127.0.0.1", 0)
+    server.start()
+    smtp = SmtpSink("not-used").start()
+    slack = HttpSink("/slack").start()
+    manager = Alertmanager(
+        binary,
+        tmp_path / "am",
+        smtp=smtp,
+        slack_url=slack.url,
+        webhook_url=f"http://127.0.0.1:{server.port}/alerts/webhook",
+    )
+    try:
+        now = dt.datetime.now(dt.UTC)
+
+        def post(ends: dt.datetime) -> None:
+            alerts = [
+                {
+                    "labels": {
+                        "alertname": "ChurnFeatureDrift",
+                        "alert_type": "DATA_DRIFT",
+                        "severity": "info",
+                        "model": "churn-model",
+                        "feature": feature,
+                    },
+                    "annotations": {"summary": f"Feature {feature} drifted"},
+                    "startsAt": now.isoformat(),
+                    "endsAt": ends.isoformat(),
+                }
+                for feature in ("tenure", "MonthlyCharges")
+            ]
+            request = urllib.request.Request(
+                f"{manager.url}/api/v2/alerts",
+                data=json.dumps(alerts).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+
+        post(now + dt.timedelta(hours=1))
+        wait_until(lambda: len(query(engine, "alerts")) == 2, 30, "two firing rows")
+        post(dt.datetime.now(dt.UTC))  # resolve both
+        wait_until(lambda: len(query(engine, "alerts")) == 4, 30, "two resolved rows")
+
+        rows = query(engine, "alerts")
+        sent = [json.loads(b) for b in receiver.bodies]
+        notified = {
+            (a["fingerprint"], a["status"], a["startsAt"], a["labels"]["feature"])
+            for body in sent
+            for a in body["alerts"]
+        }
+        stored = {
+            (r["fingerprint"], r["status"], r["starts_at"], json.loads(r["labels"])["feature"])
+            for r in rows
+        }
+        assert stored == notified
+        assert {r["status"] for r in rows} == {"firing", "resolved"}
+        assert all(
+            r["receiver"] == "churn-webhook" and r["alert_type"] == "DATA_DRIFT" for r in rows
+        )
+
+        # a redelivery of every notification adds nothing
+        before = len(rows)
+        for body in list(receiver.bodies):
+            assert receiver.handle(body)[0] == 200
+        assert len(query(engine, "alerts")) == before
+        assert not slack.posts() and not smtp.emails()  # info goes to the webhook only
+    finally:
+        manager.stop()
+        slack.stop()
+        smtp.stop()
+        server.stop()
+        engine.dispose()
