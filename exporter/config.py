@@ -34,6 +34,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The drift tests that apply to each kind of feature.
+METHODS_BY_KIND: dict[str, frozenset[str]] = {
+    "numeric": frozenset({"ks", "psi", "wasserstein"}),
+    "categorical": frozenset({"psi", "jensenshannon"}),
+}
+
+
 class FeatureRule(_Strict):
     """Per-feature override of the drift test and its threshold."""
 
@@ -91,6 +98,14 @@ class FeaturesConfig(_Strict):
         unknown = sorted(set(self.overrides) - known)
         if unknown:
             raise ValueError(f"overrides name features that are not monitored: {unknown}")
+        for feature, rule in self.overrides.items():
+            kind = "numeric" if feature in self.numeric else "categorical"
+            if rule.method not in METHODS_BY_KIND[kind]:
+                allowed = ", ".join(sorted(METHODS_BY_KIND[kind]))
+                raise ValueError(
+                    f"overrides.{feature}.method: {rule.method!r} does not apply to {kind} "
+                    f"features (use one of: {allowed})"
+                )
         return self
 
 

@@ -50,6 +50,10 @@ def test_shipped_config_spells_out_every_default() -> None:
         ({"data": {"current": {"kind": "file"}}}, "data.current"),
         ({"features": {"overrides": {"nope": {"method": "ks", "threshold": 0.01}}}}, "overrides"),
         ({"features": {"overrides": {"tenure": {"method": "chi2", "threshold": 1}}}}, "method"),
+        (
+            {"features": {"overrides": {"Contract": {"method": "ks", "threshold": 0.01}}}},
+            "overrides.Contract.method",
+        ),
     ],
 )
 def test_bad_values_name_the_field(raw: dict, path: str) -> None:
