@@ -88,6 +88,7 @@ def cmd_setup(args: argparse.Namespace, config: MonitoringConfig) -> int:
 def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from .service import build_monitor, serve
     from .summary import format_summary
+    from .webconfig import load_web_config
 
     config = _with_current(config, args.current)
     if args.mode == "once":
@@ -106,8 +107,9 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
 
     host = args.host or config.exporter.host
     port = config.exporter.port if args.port is None else args.port
+    web = load_web_config(config.exporter.web_config_file, "exporter.web_config_file")
     monitor = build_monitor(config, interval_minutes=args.interval)
-    serve(monitor, host, port)
+    serve(monitor, host, port, web=web)
     busy = [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
     if busy:
         # A job still computing would hold the interpreter at exit; reports are written
@@ -340,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace, MonitoringConfig], int] = args.func
     try:
         return func(args, config)
-    except UsageError as err:
+    except (UsageError, ConfigError) as err:
         parser.exit(2, f"churn-monitor: error: {err}\n")
     except KeyboardInterrupt:
         return 130

@@ -159,6 +159,8 @@ class ReportsConfig(_Strict):
 class ExporterConfig(_Strict):
     host: str = "127.0.0.1"
     port: Port = 9108
+    #: TLS and basic auth, in the format of Prometheus' --web.config.file (docs/security.md).
+    web_config_file: str | None = None
 
 
 class ApiConfig(_Strict):

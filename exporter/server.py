@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import json
+import logging
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,6 +21,8 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from . import __version__
 from .receiver import MAX_BODY_BYTES, AlertReceiver
 from .snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -98,13 +102,34 @@ def make_app(
     return app
 
 
+class _Server(ThreadingWSGIServer):
+    """prometheus_client's threading server, with TLS set up in each request's thread.
+
+    Wrapping the listening socket instead would run every handshake in the accept loop,
+    where one slow client would hold up all others.
+    """
+
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None:
+            request.settimeout(10)
+            try:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as err:
+                log.debug("TLS handshake with %s failed: %s", client_address, err)
+                return
+        super().finish_request(request, client_address)
+
+
 class ExporterServer:
     """The HTTP server in a background thread; `port` is the bound port (0 picks one)."""
 
-    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
-        self.httpd = make_server(
-            host, port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler
-        )
+    def __init__(
+        self, app: WSGIApp, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.httpd = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+        self.httpd.ssl_context = ssl_context
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_port
         self._thread = threading.Thread(

@@ -21,6 +21,7 @@ from .registry import ModelWatch
 from .retraining import RetrainingTrigger
 from .server import ExporterServer, make_app
 from .snapshot import ModelRef, SnapshotStore
+from .webconfig import WebConfig, require_auth
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def serve(
     port: int,
     *,
     stop: threading.Event | None = None,
-    on_listening: Callable[[int], None] | None = None,
+    web: WebConfig | None = None,
 ) -> None:
     """Serve /metrics and run the jobs on their schedules until `stop` is set.
 
@@ -96,17 +97,16 @@ def serve(
     the same job at once (`max_instances=1`), missed runs collapsed into one
     (`coalesce=True`). SIGTERM and SIGINT set `stop` when called from the main thread.
     """
+    web = web or WebConfig()
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
 
-    app = make_app(monitor.registry, monitor.store, monitor.receiver)
-    server = ExporterServer(app, host, port)
+    app = require_auth(make_app(monitor.registry, monitor.store, monitor.receiver), web)
+    server = ExporterServer(app, host, port, web.ssl_context())
     server.start()
-    log.info("serving http://%s:%d/metrics", host, server.port)
-    if on_listening:
-        on_listening(server.port)
+    log.info("serving %s://%s:%d/metrics", "https" if web.tls else "http", host, server.port)
 
     scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
     for job in monitor.jobs:
