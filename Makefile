@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench constraints clean
+.PHONY: run once test lint bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The demo: synthetic data, a trained champion, then the whole stack as local processes
+# with drifting traffic (configs/monitoring/demo.yaml). Ctrl-C stops every process.
+DEMO_CONFIG := configs/monitoring/demo.yaml
+DEMO_SERVICES := mlflow optuna-dashboard api exporter ui prometheus alertmanager simulator
+
 run: $(STAMP)
+	$(BIN)/churn-monitor setup --config $(DEMO_CONFIG)
+	$(BIN)/churn-monitor train --if-no-champion --trials 10 --config $(DEMO_CONFIG)
+	$(BIN)/churn-monitor up --config $(DEMO_CONFIG) --services $(DEMO_SERVICES)
+
+# One monitoring pass over the demo's drifted batch file, printed (no servers).
+once: $(STAMP)
 	$(BIN)/churn-monitor setup
 	$(BIN)/churn-monitor train --if-no-champion --trials 10
 	$(BIN)/churn-monitor run --current data/demo/current.csv

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .config import ConfigError, CurrentSourceConfig, MonitoringConfig, load_config
+from .stack import add_up_parser
 from .synthetic import SCENARIOS
 
 log = logging.getLogger("churn_monitor")
@@ -328,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_positive_float, metavar="HOURS", help="only the last HOURS")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.set_defaults(func=cmd_history)
+
+    _common(add_up_parser(sub))
     return parser
 
 

@@ -178,6 +178,15 @@ class ApiConfig(_Strict):
     model_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
+class SimulatorConfig(_Strict):
+    """The traffic `churn-monitor up` sends when it starts the simulator service."""
+
+    rate: Annotated[float, Field(gt=0)] = 2.0
+    scenario: Literal["none", "gradual", "sudden", "new_payment_method", "concept"] = "gradual"
+    duration_seconds: Annotated[float, Field(gt=0)] = 86400.0
+    label_delay_seconds: Annotated[float, Field(ge=0)] = 60.0
+
+
 class HistoryConfig(_Strict):
     """The monitoring history database (alerts received, runs, retraining decisions)."""
 
@@ -223,6 +232,7 @@ class MonitoringConfig(_Strict):
     reports: ReportsConfig = ReportsConfig()
     exporter: ExporterConfig = ExporterConfig()
     api: ApiConfig = ApiConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
     history: HistoryConfig = HistoryConfig()
     retraining: RetrainingConfig = RetrainingConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -216,7 +216,12 @@ def _load_registry(config: MonitoringConfig, info: ModelInfo) -> Any:
     try:
         location = _client(uri).get_model_version_download_uri(name, version)
         with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
-            return mlflow.sklearn.load_model(location, dst_path=tmp)
+            # Download with the configured tracking URI: mlflow-artifacts:/ locations of a
+            # tracking server resolve against it, not the process-wide default.
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=location, dst_path=tmp, tracking_uri=absolute_tracking_uri(uri)
+            )
+            return mlflow.sklearn.load_model(local)
     except Exception as err:
         raise ModelUnavailable(
             f"{info.source} at {_safe_url(uri)}: cannot load the model: {_reason(err)}"

