@@ -25,6 +25,7 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from exporter import promconfig, stack  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
@@ -582,3 +583,50 @@ def test_repo_root_holds_the_configs_up_renders() -> None:
     """`up` renders from the checkout; the paths promconfig names exist here."""
     assert promconfig.PROMETHEUS_CONFIG.is_file() and promconfig.ALERTMANAGER_CONFIG.is_file()
     assert promconfig.REPO_ROOT == REPO
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_make_run_path_shows_drift_on_metrics(tmp_path: Path, stopped_cleanly: list) -> None:
+    """`make run` shortened: the same commands and demo config, one trial, faster traffic."""
+    demo = yaml.safe_load((REPO / "configs/monitoring/demo.yaml").read_text())
+    api_port, exporter_port = free_port(), free_port()
+    raw = {
+        **demo,
+        "api": {"port": api_port, "url": f"http://127.0.0.1:{api_port}"},
+        "exporter": {"port": exporter_port},
+        "data_drift_monitoring": {"check_interval_minutes": 0.1},
+        "simulator": {**demo["simulator"], "rate": 20},
+    }
+    config = _write_config(tmp_path, raw)
+    for step in (["setup"], ["train", "--if-no-champion", "--trials", "1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", *step, "--config", str(config)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+    process = Process(
+        up_command("--config", str(config), "--services", "api", "exporter", "simulator"),
+        tmp_path / "up.out",
+        cwd=tmp_path,
+    )
+    stopped_cleanly.append((process, {}))
+
+    def drift_above_threshold() -> bool:
+        assert process.alive(), process.output()
+        body = httpx.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).text
+        values = {
+            s.name: s.value
+            for family in text_string_to_metric_families(body)
+            for s in family.samples
+            if s.name in ("churn_data_drift_score", "churn_data_drift_threshold")
+        }
+        return values.get("churn_data_drift_score", 0.0) > values["churn_data_drift_threshold"]
+
+    wait_until(drift_above_threshold, 240, "the demo's drift score above its threshold")
+    started = descendants(process.pid)
+    stopped_cleanly[-1] = (process, started)
+    _stop_and_check(process, started)
