@@ -64,6 +64,9 @@ def _configure_logging(config: MonitoringConfig, verbose: bool) -> None:
         stream=sys.stderr,
         force=True,
     )
+    if not verbose:
+        # One line per HTTP request (the simulator's, MLflow's) drowns everything else.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _with_current(config: MonitoringConfig, path: str | None) -> MonitoringConfig:
