@@ -6,6 +6,7 @@ and /metrics only reads the snapshot store, so a scrape never waits for a job.
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import logging
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from . import __version__
@@ -55,11 +56,59 @@ def _webhook(environ: dict[str, Any], start: StartResponse, receiver: AlertRecei
     return _respond(start, f"{status} {reason[status]}", body, "application/json")
 
 
+class CachedExposition:
+    """The text exposition of the registry, rendered once per change of the store.
+
+    Formatting some 2,000 samples costs about 10 ms of Python; the snapshots only
+    change when a job finishes, so every scrape in between gets the same bytes
+    (and their gzip), and a scrape costs well under a millisecond.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, store: SnapshotStore, model: Callable[[], Any]
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.model = model
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._plain = b""
+        self._gzip: bytes | None = None
+
+    def render(self, gzipped: bool) -> bytes:
+        key = (self.store.generation, self.model())
+        with self._lock:
+            if key != self._key:
+                self._plain, self._gzip, self._key = generate_latest(self.registry), None, key
+            if not gzipped:
+                return self._plain
+            if self._gzip is None:
+                self._gzip = gzip.compress(self._plain)
+            return self._gzip
+
+    def __call__(self, environ: dict[str, Any], start: StartResponse) -> list[bytes]:
+        gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+        body = self.render(gzipped)
+        headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+        if gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        start("200 OK", headers)
+        return [body]
+
+
 def make_app(
-    registry: CollectorRegistry, store: SnapshotStore, receiver: AlertReceiver | None = None
+    registry: CollectorRegistry,
+    store: SnapshotStore,
+    receiver: AlertReceiver | None = None,
+    model: Callable[[], Any] = lambda: None,
 ) -> WSGIApp:
-    """The WSGI app serving the exporter's endpoints (and the alert webhook if given)."""
+    """The WSGI app serving the exporter's endpoints (and the alert webhook if given).
+
+    `/metrics` serves the cached text exposition; a query (``name[]`` filters) goes
+    through prometheus_client's own app.
+    """
     metrics_app = make_wsgi_app(registry)
+    exposition = CachedExposition(registry, store, model)
 
     def landing(start: StartResponse) -> list[bytes]:
         rows = "".join(
@@ -80,7 +129,9 @@ def make_app(
     def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return metrics_app(environ, start)
+            if environ.get("QUERY_STRING"):
+                return metrics_app(environ, start)
+            return exposition(environ, start)
         if path == "/healthz":
             return _respond(start, "200 OK", b"ok\n", "text/plain; charset=utf-8")
         if path == "/ready":

@@ -103,7 +103,8 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
 
-    app = require_auth(make_app(monitor.registry, monitor.store, monitor.receiver), web)
+    app = make_app(monitor.registry, monitor.store, monitor.receiver, monitor.model)
+    app = require_auth(app, web)
     server = ExporterServer(app, host, port, web.ssl_context())
     server.start()
     log.info("serving %s://%s:%d/metrics", "https" if web.tls else "http", host, server.port)

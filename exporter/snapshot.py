@@ -69,6 +69,8 @@ class SnapshotStore:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _snapshots: dict[str, Any] = field(default_factory=dict)
     _health: dict[str, JobHealth] = field(default_factory=dict)
+    #: Incremented by every change, so a rendering of the store can be cached until then.
+    generation: int = 0
 
     def register(self, job: str, interval_seconds: float) -> None:
         with self._lock:
@@ -77,12 +79,14 @@ class SnapshotStore:
     def publish(self, job: str, snapshot: Any) -> None:
         with self._lock:
             self._snapshots[job] = snapshot
+            self.generation += 1
 
     def record(self, job: str, *, ok: bool, duration: float, at: float, error: str | None) -> None:
         with self._lock:
             self._health[job] = self._health[job].finished(
                 ok=ok, duration=duration, at=at, error=error
             )
+            self.generation += 1
 
     def snapshots(self) -> Mapping[str, Any]:
         with self._lock:
