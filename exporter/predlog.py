@@ -83,19 +83,34 @@ class UnknownPrediction(LookupError):
         super().__init__(f"no prediction with {field} {value!r}")
 
 
-def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(busy_timeout_ms: int, autocheckpoint: bool):  # type: ignore[no-untyped-def]
     def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     return on_connect
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
-    """An engine for `url`; SQLite files get WAL mode, a busy timeout and their folder."""
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    autocheckpoint: bool = True,
+) -> Engine:
+    """An engine for `url`; SQLite files get WAL mode, a busy timeout and their folder.
+
+    ``autocheckpoint=False`` stops this engine's commits from checkpointing the WAL
+    into the database file themselves; the owner then calls `checkpoint` from a
+    background task. The API does: with random prediction ids each committed row
+    dirties its own index pages, and on a log of a few hundred thousand rows the
+    checkpoint inside the commit tripled the time to log a batch of 1,000 (about
+    100 ms instead of 30 ms).
+    """
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -104,9 +119,22 @@ def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> 
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000.0},
         )
-        sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+        sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, autocheckpoint))
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy committed WAL frames into a SQLite database file (PASSIVE: never waits for
+    readers or writers). A no-op for other databases; errors are left to the caller."""
+    if not is_sqlite(engine):
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
 
 
 def create_tables(engine: Engine) -> None:

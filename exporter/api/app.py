@@ -1,0 +1,329 @@
+"""The FastAPI prediction service: app factory, routes and the uvicorn entry point.
+
+``create_app(config)`` wires the champion model (loaded from the MLflow registry and
+re-checked every ``api.model_poll_seconds``), the micro-batching scorer, the
+prediction log at ``data.current.url`` and the ``churn_api_*`` metrics.
+``serve_api(config, host, port)`` runs it with uvicorn until SIGINT/SIGTERM.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route signatures at
+# run time, and the batch body is a class made inside `create_app`.
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_core import to_json
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__, predlog
+from ..config import MonitoringConfig
+from . import errors
+from .bodylimit import BodySizeLimitMiddleware
+from .champion import ChampionHolder, ModelLoader, Served, WatchFactory
+from .metrics import ApiMetrics, RequestMetricsMiddleware
+from .models import (
+    BatchResponse,
+    Customer,
+    Feedback,
+    FeedbackResponse,
+    Health,
+    ModelInfo,
+    Prediction,
+    batch_request_model,
+)
+from .scoring import ModelNotReady, Scored, Scorer
+
+log = logging.getLogger("churn_monitor.api")
+
+#: Rows one micro-batch aims at (a batch request is never split).
+MICRO_BATCH_ROWS = 256
+#: How often the SQLite log's WAL is checkpointed, off the request path.
+CHECKPOINT_SECONDS = 1.0
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed JSON"},
+    413: {"description": "body over api.max_body_bytes, or batch over api.max_batch"},
+    415: {"description": "body not sent as application/json"},
+    422: {"description": "invalid field; `message` names each one"},
+    503: {"description": "no model loaded, or the prediction log unavailable"},
+}
+
+
+def _prediction(served: Served, scored: Scored) -> dict[str, Any]:
+    """One `Prediction` as a plain dict (a thousand pydantic models cost ~20 ms)."""
+    return {
+        "prediction_id": scored.prediction_id,
+        "customerID": scored.customer_id,
+        "churn_probability": scored.score,
+        "predicted": scored.predicted,
+        "churn": "Yes" if scored.predicted else "No",
+        "threshold": served.threshold,
+        "model_name": served.ref.name,
+        "model_version": served.ref.version,
+    }
+
+
+def _json(content: Any) -> Response:
+    """A JSON response built directly: the answer is already in the response model's
+    shape, so FastAPI's validation of the return value is skipped."""
+    return Response(to_json(content), media_type="application/json")
+
+
+def _model_info(served: Served) -> ModelInfo:
+    return ModelInfo(
+        name=served.ref.name,
+        version=served.ref.version,
+        run_id=served.ref.run_id,
+        threshold=served.threshold,
+        baseline=served.baseline,
+        loaded_at=served.loaded_at,
+    )
+
+
+def _default_loader() -> tuple[ModelLoader, WatchFactory]:
+    from .. import registry  # imports MLflow: only when the real registry is wanted
+
+    return registry.load_champion, registry.ModelWatch
+
+
+def create_app(
+    config: MonitoringConfig,
+    *,
+    model_loader: ModelLoader | None = None,
+    model_watch: WatchFactory | None = None,
+    engine: Engine | None = None,
+    freeze_gc: bool = False,
+) -> FastAPI:
+    """The prediction API for `config`.
+
+    `model_loader` defaults to ``registry.load_champion`` and `model_watch` to
+    ``registry.ModelWatch``; a custom loader without a watch is loaded once (and
+    retried every poll until it succeeds). `engine` defaults to
+    ``predlog.make_engine(config.data.current.url)``.
+
+    `freeze_gc` (what `serve_api` passes) moves every object alive once the model is
+    loaded into the garbage collector's permanent generation, and again after each
+    model switch: MLflow, scikit-learn and pandas leave a few hundred thousand
+    long-lived objects, and a full collection scanning them stalled every request
+    for 50-200 ms at random moments.
+    """
+    if model_loader is None:
+        model_loader, default_watch = _default_loader()
+        model_watch = model_watch or default_watch
+    api = config.api
+    model_name = config.model.name
+    metrics = ApiMetrics(model_name)
+    holder = ChampionHolder(
+        config, model_loader, model_watch, on_swap=lambda s: metrics.serving(s.ref)
+    )
+    log_engine = (
+        engine
+        if engine is not None
+        else predlog.make_engine(config.data.current.url, autocheckpoint=False)
+    )
+    scorer = Scorer(holder, log_engine, metrics, model_name, max_rows=MICRO_BATCH_ROWS)
+    tables = {"ready": False}
+
+    def ensure_tables() -> None:
+        if tables["ready"]:
+            return
+        try:
+            predlog.create_tables(log_engine)
+            tables["ready"] = True
+        except SQLAlchemyError as err:
+            log.error(
+                "cannot create the prediction log tables at %s: %s", config.data.current.url, err
+            )
+
+    def settle_gc() -> None:
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
+
+    async def poll_forever() -> None:
+        while True:
+            await asyncio.sleep(api.model_poll_seconds)
+            try:
+                if await run_in_threadpool(holder.poll):
+                    settle_gc()
+                if not tables["ready"]:
+                    await run_in_threadpool(ensure_tables)
+            except Exception:
+                log.exception("model poll failed")
+
+    def checkpoint() -> None:
+        try:
+            predlog.checkpoint(log_engine)
+        except SQLAlchemyError as err:
+            log.debug("WAL checkpoint failed: %s", err)
+
+    async def checkpoint_forever() -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            await run_in_threadpool(checkpoint)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(ensure_tables)
+        await run_in_threadpool(holder.load)
+        settle_gc()
+        scorer.start()
+        background = [asyncio.create_task(poll_forever(), name="churn-api-model-poll")]
+        if predlog.is_sqlite(log_engine):
+            background.append(
+                asyncio.create_task(checkpoint_forever(), name="churn-api-wal-checkpoint")
+            )
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await scorer.stop()
+            if predlog.is_sqlite(log_engine):
+                await run_in_threadpool(checkpoint)
+            if engine is None:
+                log_engine.dispose()
+
+    app = FastAPI(
+        title="churn-monitor prediction API",
+        version=__version__,
+        description=(
+            "Churn probability for Telco customers from the MLflow champion model. Every "
+            "prediction is logged for the drift monitor; POST the true outcome to "
+            "/feedback when it is known."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.metrics = metrics
+    app.state.holder = holder
+    app.state.scorer = scorer
+    app.state.engine = log_engine
+    errors.install(app)
+
+    BatchRequest = batch_request_model(api.max_batch)
+
+    @app.post("/predict", response_model=Prediction, responses=_ERRORS, tags=["predict"])
+    async def predict(customer: Customer) -> Response:
+        """Churn probability of one customer; the prediction is logged before the answer."""
+        served, scored = await scorer.score([customer])
+        return _json(_prediction(served, scored[0]))
+
+    @app.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS, tags=["predict"])
+    async def predict_batch(body: BatchRequest) -> Response:  # type: ignore[valid-type]
+        """Up to `api.max_batch` customers, scored together and logged in one transaction."""
+        served, scored = await scorer.score(body.customers)  # type: ignore[attr-defined]
+        return _json(
+            {
+                "model_name": served.ref.name,
+                "model_version": served.ref.version,
+                "count": len(scored),
+                "predictions": [_prediction(served, s) for s in scored],
+            }
+        )
+
+    @app.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        status_code=201,
+        responses={404: {"description": "no such prediction or customer"}, **_ERRORS},
+        tags=["predict"],
+    )
+    def feedback(body: Feedback) -> FeedbackResponse:
+        """Log the true outcome of a prediction (by prediction_id, or a customer's latest)."""
+        prediction_id = predlog.record_feedback(
+            log_engine,
+            actual=body.label,
+            ts=time.time(),
+            prediction_id=body.prediction_id,
+            customer_id=body.customerID,
+        )
+        return FeedbackResponse(prediction_id=prediction_id, actual=body.label)  # type: ignore[arg-type]
+
+    @app.get(
+        "/health",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "not ready"}},
+        tags=["service"],
+    )
+    async def health() -> JSONResponse:
+        """Liveness and readiness: 200 when a model is loaded and the log answers."""
+        served = holder.current
+        try:
+            await run_in_threadpool(predlog.ping, log_engine)
+            db_error = None
+        except predlog.LogUnavailable as err:
+            db_error = str(err)
+        body = Health(
+            status="ok" if served is not None and db_error is None else "unavailable",
+            model=_model_info(served) if served is not None else None,
+            model_error=None if served is not None else holder.error,
+            database="ok" if db_error is None else "unavailable",
+            database_error=db_error,
+        )
+        return JSONResponse(
+            status_code=200 if body.status == "ok" else 503, content=body.model_dump()
+        )
+
+    @app.get(
+        "/model",
+        response_model=ModelInfo,
+        responses={503: {"description": "no model loaded"}},
+        tags=["service"],
+    )
+    async def model() -> ModelInfo:
+        """The model version being served, its baseline metrics and decision threshold."""
+        served = holder.current
+        if served is None:
+            raise ModelNotReady(holder.error or "no model is loaded")
+        return _model_info(served)
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus text exposition of the `churn_api_*` families."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> dict[str, str]:
+        return {"service": "churn-monitor prediction API", "docs": "/docs", "health": "/health"}
+
+    known = {route.path for route in app.routes if hasattr(route, "path")}
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=api.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics, known_paths=known)
+    return app
+
+
+def serve_api(config: MonitoringConfig, host: str | None = None, port: int | None = None) -> None:
+    """Run the API with uvicorn on `host`:`port` (default ``api.host``/``api.port``).
+
+    Returns after SIGINT/SIGTERM, once in-flight requests have finished.
+    """
+    import uvicorn
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=config.logging.level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    app = create_app(config, freeze_gc=True)
+    uvicorn.run(
+        app,
+        host=host or config.api.host,
+        port=config.api.port if port is None else port,
+        log_config=None,
+        log_level=config.logging.level.lower(),
+        access_log=config.logging.level == "DEBUG",
+        timeout_graceful_shutdown=10,
+    )

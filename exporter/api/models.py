@@ -1,0 +1,210 @@
+"""Request and response bodies of the prediction API (pydantic).
+
+A customer is the 19 model features of the Telco export with their exact value sets
+(:data:`exporter.schema.CATEGORIES`), plus an optional ``customerID``. Unknown fields
+are rejected, so a misspelt feature is an error naming it rather than a silently
+imputed value.
+
+Numbers must be JSON numbers (a string or a boolean where a number belongs is an
+error); the one exception is ``TotalCharges``, which may be null or blank, as the
+export leaves it for customers in their first month. The numeric limits reject
+impossible values only: a price rise that pushes MonthlyCharges past the schema's
+plausible range is drift for the monitor to report, not a request to refuse, so the
+API accepts up to twice the schema's plausible maxima.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from .. import schema
+
+#: Hard limits the API enforces: twice the schema's plausible maxima (see module doc).
+MONTHLY_CHARGES_MAX = 2 * schema.NUMERIC_RANGES["MonthlyCharges"][1]
+TOTAL_CHARGES_MAX = 2 * schema.NUMERIC_RANGES["TotalCharges"][1]
+TENURE_MAX = int(schema.NUMERIC_RANGES["tenure"][1])
+
+
+def _number_only(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        kind = "a boolean" if isinstance(value, bool) else "a string"
+        raise PydanticCustomError("number_type", f"Input should be a number, not {kind}")
+    return value
+
+
+def _number_or_blank(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, bool | str):
+        kind = "a boolean" if isinstance(value, bool) else "a string"
+        raise PydanticCustomError(
+            "number_type", f"Input should be a number, null or blank, not {kind}"
+        )
+    return value
+
+
+def _category(name: str) -> Any:
+    values = schema.CATEGORIES[name]
+    return Annotated[
+        Literal[values],  # type: ignore[valid-type]
+        Field(description=f"one of: {', '.join(values)}"),
+    ]
+
+
+Number = BeforeValidator(_number_only)
+
+Gender = _category("gender")
+YesNo = _category("Partner")
+MultipleLines = _category("MultipleLines")
+InternetService = _category("InternetService")
+InternetAddon = _category("OnlineSecurity")
+Contract = _category("Contract")
+PaymentMethod = _category("PaymentMethod")
+
+_EXAMPLE: dict[str, Any] = {
+    "customerID": "7590-VHVEG",
+    "gender": "Female",
+    "SeniorCitizen": 0,
+    "Partner": "Yes",
+    "Dependents": "No",
+    "tenure": 1,
+    "PhoneService": "No",
+    "MultipleLines": "No phone service",
+    "InternetService": "DSL",
+    "OnlineSecurity": "No",
+    "OnlineBackup": "Yes",
+    "DeviceProtection": "No",
+    "TechSupport": "No",
+    "StreamingTV": "No",
+    "StreamingMovies": "No",
+    "Contract": "Month-to-month",
+    "PaperlessBilling": "Yes",
+    "PaymentMethod": "Electronic check",
+    "MonthlyCharges": 29.85,
+    "TotalCharges": 29.85,
+}
+
+
+class Customer(BaseModel):
+    """One customer's features, named and valued as in the Telco export."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [_EXAMPLE]},
+        field_title_generator=lambda name, _info: name,
+    )
+
+    customerID: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    gender: Gender
+    SeniorCitizen: Annotated[Literal[0, 1], Field(description="0 or 1"), Number]
+    Partner: YesNo
+    Dependents: YesNo
+    tenure: Annotated[int, Field(ge=0, le=TENURE_MAX, description="months"), Number]
+    PhoneService: YesNo
+    MultipleLines: MultipleLines
+    InternetService: InternetService
+    OnlineSecurity: InternetAddon
+    OnlineBackup: InternetAddon
+    DeviceProtection: InternetAddon
+    TechSupport: InternetAddon
+    StreamingTV: InternetAddon
+    StreamingMovies: InternetAddon
+    Contract: Contract
+    PaperlessBilling: YesNo
+    PaymentMethod: PaymentMethod
+    MonthlyCharges: Annotated[
+        float, Field(ge=0.0, le=MONTHLY_CHARGES_MAX, allow_inf_nan=False), Number
+    ]
+    TotalCharges: Annotated[
+        Annotated[float, Field(ge=0.0, le=TOTAL_CHARGES_MAX, allow_inf_nan=False)] | None,
+        BeforeValidator(_number_or_blank),
+        Field(description="null or blank for customers in their first month"),
+    ] = None
+
+
+def batch_request_model(max_batch: int) -> type[BaseModel]:
+    """The body of ``POST /predict/batch`` for a configured batch limit."""
+
+    class BatchRequest(BaseModel):
+        """Up to ``api.max_batch`` customers, scored and logged in one transaction."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        customers: Annotated[list[Customer], Field(min_length=1, max_length=max_batch)]
+
+    return BatchRequest
+
+
+class Prediction(BaseModel):
+    """The model's answer for one customer."""
+
+    prediction_id: str = Field(description="uuid4; quote it in POST /feedback")
+    customerID: str | None = None
+    churn_probability: float = Field(ge=0.0, le=1.0)
+    predicted: Literal[0, 1] = Field(description="1 when churn_probability >= threshold")
+    churn: Literal["Yes", "No"]
+    threshold: float
+    model_name: str
+    model_version: str
+
+
+class BatchResponse(BaseModel):
+    model_name: str
+    model_version: str
+    count: int
+    predictions: list[Prediction]
+
+
+class Feedback(BaseModel):
+    """The true outcome of a prediction, named by its id or by the customer.
+
+    With ``customerID`` the label applies to that customer's latest prediction.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"prediction_id": "0b6b…", "actual": "Yes"}]},
+    )
+
+    prediction_id: Annotated[str, Field(min_length=1, max_length=36)] | None = None
+    customerID: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    actual: Literal[0, 1, "Yes", "No"] = Field(description="1/Yes: the customer churned")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Feedback:
+        if (self.prediction_id is None) == (self.customerID is None):
+            raise PydanticCustomError(
+                "feedback_key", "give exactly one of prediction_id and customerID"
+            )
+        return self
+
+    @property
+    def label(self) -> int:
+        return 1 if self.actual in (1, "Yes") else 0
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    actual: Literal[0, 1]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    threshold: float
+    baseline: dict[str, float]
+    loaded_at: float = Field(description="Unix seconds")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model: ModelInfo | None = None
+    model_error: str | None = None
+    database: Literal["ok", "unavailable"]
+    database_error: str | None = None
