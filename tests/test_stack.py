@@ -383,8 +383,13 @@ def test_supervisor_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
     spec = ServiceSpec("stubborn", "server", ((sys.executable, "-c", STUBBORN),))
     child = supervisor.spawn(spec, spec.argv)
     wait_until(lambda: "ready" in supervisor.log_path("stubborn").read_text(), 30, "the child")
-    wait_until(lambda: len(descendants(os.getpid())) >= 2, 10, "the grandchild")
-    started = {p: v for p, v in descendants(os.getpid()).items() if v[0] == child.pid}
+
+    def group() -> dict[int, tuple[int, str]]:
+        # other tests' processes (session fixtures) are descendants too: keep the child's group
+        return {p: v for p, v in descendants(os.getpid()).items() if v[0] == child.pid}
+
+    wait_until(lambda: len(group()) >= 2, 10, "the grandchild")
+    started = group()
     assert len(started) == 2
     try:
         began = time.monotonic()
