@@ -326,7 +326,12 @@ def normalize_frame(raw: pd.DataFrame, *, require_target: bool = False) -> Loade
     )
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (every cell as text, "" for blanks) or Parquet file as raw columns.
+
+    A CSV row with fewer fields than the header (a file cut off mid-write) is a parse
+    error naming the row, never silently padded.
+    """
     name = path.name.lower()
     if name.endswith(".parquet"):
         return pd.read_parquet(path)
@@ -347,7 +352,7 @@ def load_customers(path: str | Path, *, require_target: bool = False) -> LoadedD
     if not path.is_file():
         raise DataSchemaError(f"{path}: no such file")
     try:
-        raw = _read(path)
+        raw = read_table(path)
     except DataSchemaError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as exc:

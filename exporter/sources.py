@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from . import schema
 from .config import CurrentSourceConfig
-from .loader import DataSchemaError, normalize_frame
+from .loader import DataSchemaError, normalize_frame, read_table
 from .predlog import make_engine
 
 SCORE = "score"
@@ -31,17 +31,14 @@ class SourceError(RuntimeError):
 def read_frame(path: str | Path) -> pd.DataFrame:
     """Read one CSV (optionally gzipped, BOM tolerated) or Parquet file as raw columns."""
     p = Path(path)
-    name = p.name.lower()
     try:
-        if name.endswith(".parquet"):
-            return pd.read_parquet(p)
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(p, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        return read_table(p)
     except FileNotFoundError:
         raise SourceError(f"{p}: file not found") from None
+    except DataSchemaError as err:
+        raise SourceError(str(err)) from None
     except Exception as err:  # pyarrow and the csv parser raise many types
         raise SourceError(f"{p}: cannot read: {err}") from None
-    raise SourceError(f"{p}: unsupported file type (expected .csv, .csv.gz or .parquet)")
 
 
 def _schema_frame(raw: pd.DataFrame, where: str) -> pd.DataFrame:

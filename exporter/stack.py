@@ -436,7 +436,9 @@ def plan_stack(
             )
             exe = binary("prometheus") or "prometheus"
             storage_flag = f"--storage.tsdb.path={run / 'prometheus-data'}"
-            argv = (exe, f"--config.file={path}", storage_flag, web(name))
+            # Below every rule's `for:`, so a restart restores firing alerts (docs/runbook.md).
+            grace = "--rules.alert.for-grace-period=1m"
+            argv = (exe, f"--config.file={path}", storage_flag, grace, web(name))
             specs.append(server(name, argv, "/-/ready", ready_timeout=60.0))
         elif name == "simulator":
             sim = config.simulator

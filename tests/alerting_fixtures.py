@@ -10,6 +10,10 @@
   configured by rendering the repository's own files with :mod:`exporter.promconfig`
   (never a hand-kept copy); the alert rules get their ``for:`` durations capped by
   :func:`exporter.promconfig.write_short_rules`.
+- For the fault tests (tests/faults/): :meth:`SmtpSink.refuse_next` answers MAIL FROM
+  with a transient 4xx a given number of times; Alertmanager and Prometheus can be
+  prepared without starting and restarted on the same port and storage directory;
+  :class:`ExporterProcess` runs the exporter on a port that a restart or SIGKILL keeps.
 
 With `for:` capped, ChurnExporterDown fires for a moment after each Prometheus start
 (`absent(up{job="churn-exporter"})` holds until the first scrape, which the scrape
@@ -28,10 +32,12 @@ import email.policy
 import json
 import re
 import secrets
+import signal
+import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,6 +129,10 @@ class SmtpSink:
         self._emails: list[Email] = []
         self.rejected_logins: list[str] = []  # "user:password" of each failed AUTH
         self.unauthenticated = 0  # messages refused because the client did not log in
+        self._refuse_left = 0  # commands still to refuse (see refuse_next)
+        self._refuse_reply = ""
+        self._refuse_at = "MAIL"
+        self.refusals: list[float] = []  # time.monotonic() of each refusal
         self._controller = Controller(
             self,
             hostname="127.0.0.1",
@@ -147,6 +157,34 @@ class SmtpSink:
     def stop(self) -> None:
         self._controller.stop()
 
+    def refuse_next(
+        self, count: int, reply: str = "451 4.3.0 Try again later", *, at: str = "MAIL"
+    ) -> None:
+        """Answer the next `count` MAIL FROM commands (``at="MAIL"``) or message ends
+        (``at="DATA"``, the reply to the final ".") with `reply`, a transient 4xx, then
+        accept again. Alertmanager 0.25 retries a refused MAIL FROM but takes any reply
+        to the end of DATA for a success."""
+        if at not in ("MAIL", "DATA"):
+            raise ValueError(f"at must be MAIL or DATA, got {at!r}")
+        with self._lock:
+            self._refuse_left, self._refuse_reply, self._refuse_at = count, reply, at
+
+    def _refuse(self, at: str) -> str | None:
+        with self._lock:
+            if self._refuse_left > 0 and self._refuse_at == at:
+                self._refuse_left -= 1
+                self.refusals.append(time.monotonic())
+                return self._refuse_reply
+        return None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
+        refused = self._refuse("MAIL")
+        if refused is not None:
+            return refused
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             login = auth_data.login.decode()
@@ -163,6 +201,9 @@ class SmtpSink:
             with self._lock:
                 self.unauthenticated += 1
             return "530 5.7.0 Authentication required"
+        refused = self._refuse("DATA")
+        if refused is not None:
+            return refused
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         text = message.get_body(preferencelist=("plain",))
         html = message.get_body(preferencelist=("html",))
@@ -298,7 +339,12 @@ def get_json(url: str) -> Any:
 
 
 class Alertmanager:
-    """prometheus-alertmanager with the repository's config pointed at the sinks."""
+    """prometheus-alertmanager with the repository's config pointed at the sinks.
+
+    ``start=False`` only prepares it (config, port): a fault test can point Prometheus
+    at an Alertmanager that is not running yet. :meth:`restart` (or :meth:`stop` then
+    :meth:`start`) runs it again on the same port with the same storage directory.
+    """
 
     def __init__(
         self,
@@ -308,8 +354,11 @@ class Alertmanager:
         smtp: SmtpSink,
         slack_url: str,
         webhook_url: str,
+        start: bool = True,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        self.binary = binary
+        self.workdir = workdir
         secrets_dir = workdir / "secrets"
         secrets_dir.mkdir()
         password_file = secrets_dir / "smtp_password"
@@ -334,20 +383,35 @@ class Alertmanager:
         self.config_path = promconfig.write_config(config, workdir / "alertmanager.yml")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = Process(
+        self.starts = 0
+        self._process: Process | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Run the binary (again) on this port and storage path; wait until ready."""
+        if self._process is not None and self._process.alive():
+            raise RuntimeError("Alertmanager is already running")
+        self.starts += 1
+        suffix = "" if self.starts == 1 else f"-{self.starts}"
+        self._process = Process(
             [
-                binary,
+                self.binary,
                 f"--config.file={self.config_path}",
-                f"--storage.path={workdir / 'data'}",
+                f"--storage.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--web.external-url={self.url}",
                 "--cluster.listen-address=",
                 "--log.level=debug",
             ],
-            workdir / "alertmanager.log",
-            cwd=workdir,
+            self.workdir / f"alertmanager{suffix}.log",
+            cwd=self.workdir,
         )
         _wait_ready(self.process, f"{self.url}/-/ready", "Alertmanager ready")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     @property
     def target(self) -> str:
@@ -362,16 +426,47 @@ class Alertmanager:
                 query.append((key, str(v).lower() if isinstance(v, bool) else v))
         return get_json(f"{self.url}/api/v2/alerts?{urllib.parse.urlencode(query)}")
 
+    @property
+    def process(self) -> Process:
+        """The running (or last) process."""
+        if self._process is None:
+            raise RuntimeError("not started yet")
+        return self._process
+
     def stop(self) -> None:
-        self.process.stop()
+        if self._process is not None:
+            self._process.stop()
 
 
 class Prometheus:
-    """prometheus scraping one exporter, evaluating the repository's rules (short `for:`)."""
+    """prometheus scraping one exporter, evaluating the repository's rules (short `for:`).
 
-    def __init__(self, binary: str, workdir: Path, *, exporter: str, alertmanager: str) -> None:
+    ``alertmanager=None`` evaluates the rules without sending alerts anywhere.
+    ``max_for``, ``resend_delay`` and ``extra_args`` (more flags) let a fault test model
+    other timings. :meth:`restart` (or :meth:`stop` then :meth:`start`) runs the binary
+    again on the same port with the same TSDB directory, optionally with other flags.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        exporter: str,
+        alertmanager: str | None,
+        max_for: str = MAX_FOR,
+        resend_delay: str = "1s",
+        extra_args: Sequence[str] = (),
+        start: bool = True,
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        rules_dir = promconfig.write_short_rules(workdir / "rules", max_for=MAX_FOR)
+        #: The shortened rules; rewrite them (write_short_rules) before a restart to
+        #: change the `for:` cap.
+        self.rules_dir = promconfig.write_short_rules(workdir / "rules", max_for=max_for)
+        self.binary = binary
+        self.workdir = workdir
+        self.resend_delay = resend_delay
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = promconfig.render_prometheus_config(
@@ -380,24 +475,43 @@ class Prometheus:
             api=None,
             alertmanager=alertmanager,
             prometheus=f"127.0.0.1:{self.port}",
-            rules_dir=rules_dir,
+            rules_dir=self.rules_dir,
             scrape_interval=EVAL_INTERVAL,
             evaluation_interval=EVAL_INTERVAL,
         )
         self.config_path = promconfig.write_config(config, workdir / "prometheus.yml")
-        self.process = Process(
+        self.starts = 0
+        self._process: Process | None = None
+        if start:
+            self.start()
+
+    def start(self, extra_args: Sequence[str] | None = None) -> None:
+        """Run the binary (again) on this port and TSDB directory; wait until ready.
+        ``extra_args``, when given, replace the previous extra flags."""
+        if self._process is not None and self._process.alive():
+            raise RuntimeError("Prometheus is already running")
+        if extra_args is not None:
+            self.extra_args = list(extra_args)
+        self.starts += 1
+        suffix = "" if self.starts == 1 else f"-{self.starts}"
+        self._process = Process(
             [
-                binary,
+                self.binary,
                 f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 # the default 1m would hold back the first notifications of a short test
-                "--rules.alert.resend-delay=1s",
+                f"--rules.alert.resend-delay={self.resend_delay}",
+                *self.extra_args,
             ],
-            workdir / "prometheus.log",
-            cwd=workdir,
+            self.workdir / f"prometheus{suffix}.log",
+            cwd=self.workdir,
         )
         _wait_ready(self.process, f"{self.url}/-/ready", "Prometheus ready")
+
+    def restart(self, extra_args: Sequence[str] | None = None) -> None:
+        self.stop()
+        self.start(extra_args)
 
     def alerts(self) -> list[dict[str, Any]]:
         """Active (pending or firing) alerts from /api/v1/alerts."""
@@ -407,8 +521,85 @@ class Prometheus:
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
         return get_json(url)["data"]["result"]
 
+    @property
+    def process(self) -> Process:
+        """The running (or last) process."""
+        if self._process is None:
+            raise RuntimeError("not started yet")
+        return self._process
+
     def stop(self) -> None:
-        self.process.stop()
+        if self._process is not None:
+            self._process.stop()
+
+
+class ExporterProcess:
+    """`churn-monitor run --mode continuous` on a port that a restart keeps.
+
+    Prometheus scrapes one fixed target, so a fault test can stop, kill (SIGKILL) and
+    start the exporter again, even with another config, under the same target.
+    ``interval`` is the jobs' schedule in minutes (``--interval``). Each start logs
+    to its own file, ``<name>-<n>.log``.
+    """
+
+    def __init__(self, workdir: Path, *, name: str = "exporter", port: int | None = None) -> None:
+        self.workdir = workdir
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.starts = 0
+        self._process: Process | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> Process:
+        if self._process is None:
+            raise RuntimeError("not started yet")
+        return self._process
+
+    def start(
+        self, config: Path, current: Path, *, interval: str = "0.02", timeout: float = 180.0
+    ) -> None:
+        """Start it and wait until /ready answers 200 (every job ran once)."""
+        if self._process is not None and self._process.alive():
+            raise RuntimeError(f"{self.name} is already running")
+        self.starts += 1
+        args = ["run", "--mode", "continuous", "--port", str(self.port)]
+        args += ["--interval", interval, "--current", str(current), "--config", str(config)]
+        proc = Process(
+            [sys.executable, "-m", "exporter", *args],
+            self.workdir / f"{self.name}-{self.starts}.log",
+            cwd=self.workdir,
+        )
+        self._process = proc
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise Fatal(f"{self.name} exited with status {proc.popen.returncode}")
+            return http_get(f"{self.url}/ready", timeout=2)[0] == 200
+
+        try:
+            wait_for(ready, timeout, f"{self.name} ready", lambda: proc.output()[-4000:])
+        except AssertionError:
+            proc.stop()
+            raise
+
+    def kill(self) -> int | None:
+        """SIGKILL, no chance to clean up; return the exit status (-9)."""
+        proc = self.process
+        proc.signal(signal.SIGKILL)
+        proc.popen.wait(10)
+        return proc.stop()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+    def output(self) -> str:
+        return self.process.output()
 
 
 # --------------------------------------------------------------------------- the stack

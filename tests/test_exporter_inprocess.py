@@ -143,3 +143,15 @@ def test_server_404_and_landing(tmp_path: Path) -> None:
         assert status == 200 and "churn_exporter_build_info" in body
     finally:
         server.stop()
+
+
+def test_a_truncated_csv_window_is_an_error_naming_the_row(tmp_path: Path) -> None:
+    from exporter import synthetic
+    from exporter.sources import SourceError, read_frame
+
+    path = tmp_path / "current.csv"
+    synthetic.generate_customers(50, seed=3).to_csv(path, index=False)
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # cut mid-row, as a crashed writer leaves it
+    with pytest.raises(SourceError, match=r"current.csv: cannot read: CSV parse error: Expected 21"):
+        read_frame(path)
