@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run once test lint bench constraints clean
+.PHONY: run once test test-faults reliability lint bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,18 @@ once: $(STAMP)
 	$(BIN)/churn-monitor run --current data/demo/current.csv
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/faults
+
+# The fault-injection, load, bad-input and security suite (tests/faults): real
+# processes killed, restarted and loaded; slower, so kept out of `make test`. CI runs both.
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest tests/faults
+
+# Re-measure the reliability suite and regenerate the table in docs/reliability.md.
+reliability: $(STAMP)
+	rm -f reports/reliability.jsonl
+	CHURN_RELIABILITY_RESULTS=reports/reliability.jsonl $(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m tests.faults.report reports/reliability.jsonl docs/reliability.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
