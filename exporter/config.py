@@ -176,6 +176,8 @@ class ApiConfig(_Strict):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
     #: How often the registry is asked whether the champion alias moved.
     model_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
+    #: TLS and basic auth, in the format of Prometheus' --web.config.file (docs/security.md).
+    web_config_file: str | None = None
 
 
 class SimulatorConfig(_Strict):

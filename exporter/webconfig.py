@@ -79,24 +79,46 @@ class WebConfig:
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
         return context
 
+    def _credentials(self, header: str | None) -> tuple[bytes, bytes, bytes] | None:
+        """(bcrypt hash, cache key, password) for a Basic header naming a known user."""
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        hashed = self.users.get(user)
+        if hashed is None:
+            return None
+        key = hashlib.sha256(hashed + b"\0" + user.encode() + b"\0" + password.encode()).digest()
+        return hashed, key, password.encode()
+
+    def remembered(self, header: str | None) -> bool:
+        """True without auth, or for credentials that `authorized` accepted before: a
+        check that never runs bcrypt (an async server calls it on its event loop and
+        `authorized` in a worker thread only when this says False)."""
+        if not self.users:
+            return True
+        found = self._credentials(header)
+        if found is None:
+            return False
+        with self._lock:
+            return found[1] in self._ok
+
     def authorized(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries a configured user's password."""
         if not self.users:
             return True
-        if not header or not header.startswith("Basic "):
+        found = self._credentials(header)
+        if found is None:
             return False
-        try:
-            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
-        key = hashlib.sha256(hashed + b"\0" + user.encode() + b"\0" + password.encode()).digest()
+        hashed, key, password = found
         with self._lock:
             if key in self._ok:
                 return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        # bcrypt reads 72 bytes at most; bcrypt >= 5 raises on longer input instead of
+        # ignoring the rest as the tools that made the hashes did.
+        if not bcrypt.checkpw(password[:72], hashed):
             return False
         with self._lock:
             self._ok.add(key)
@@ -119,7 +141,8 @@ def load_web_config(path: str | Path | None, field_name: str) -> WebConfig:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{field_name}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{field_name}: {where}: {message}") from None
     web = WebConfig(
         cert_file=parsed.tls_server_config.cert_file if parsed.tls_server_config else None,
         key_file=parsed.tls_server_config.key_file if parsed.tls_server_config else None,

@@ -153,5 +153,7 @@ def test_a_truncated_csv_window_is_an_error_naming_the_row(tmp_path: Path) -> No
     synthetic.generate_customers(50, seed=3).to_csv(path, index=False)
     text = path.read_text()
     path.write_text(text[: len(text) // 2])  # cut mid-row, as a crashed writer leaves it
-    with pytest.raises(SourceError, match=r"current.csv: cannot read: CSV parse error: Expected 21"):
+    with pytest.raises(
+        SourceError, match=r"current.csv: cannot read: CSV parse error: Expected 21"
+    ):
         read_frame(path)

@@ -1,9 +1,11 @@
 """The FastAPI prediction service: app factory, routes and the uvicorn entry point.
 
-``create_app(config)`` wires the champion model (loaded from the MLflow registry and
-re-checked every ``api.model_poll_seconds``), the micro-batching scorer, the
-prediction log at ``data.current.url`` and the ``churn_api_*`` metrics.
-``serve_api(config, host, port)`` runs it with uvicorn until SIGINT/SIGTERM.
+``create_app(config)`` wires the champion model (loaded from the MLflow registry alias
+or ``model.local_path``, and re-checked every ``api.model_poll_seconds``), the
+micro-batching scorer, the prediction log at ``data.current.url``, the ``churn_api_*``
+metrics and, with ``api.web_config_file``, basic auth. ``serve_api(config, host, port)``
+runs it with uvicorn (with TLS when the web config has a certificate) until
+SIGINT/SIGTERM; a bad web config raises `ConfigError` before anything starts.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at
@@ -13,11 +15,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_core import to_json
@@ -27,9 +30,12 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__, predlog
 from ..config import MonitoringConfig
+from ..webconfig import WebConfig, load_web_config
 from . import errors
+from .auth import BasicAuthMiddleware
 from .bodylimit import BodySizeLimitMiddleware
 from .champion import ChampionHolder, ModelLoader, Served, WatchFactory
+from .logguard import LogFileGuard
 from .metrics import ApiMetrics, RequestMetricsMiddleware
 from .models import (
     BatchResponse,
@@ -49,6 +55,12 @@ log = logging.getLogger("churn_monitor.api")
 MICRO_BATCH_ROWS = 256
 #: How often the SQLite log's WAL is checkpointed, off the request path.
 CHECKPOINT_SECONDS = 1.0
+#: How long the start waits for the first model load before serving anyway (with
+#: /health at 503 until a model is loaded): MLflow retries an unreachable tracking
+#: server for minutes, and a server that does not listen meanwhile cannot say why.
+MODEL_WAIT_SECONDS = 30.0
+
+T = TypeVar("T")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "malformed JSON"},
@@ -90,6 +102,37 @@ def _model_info(served: Served) -> ModelInfo:
     )
 
 
+def _in_daemon_thread(func: Callable[[], T]) -> asyncio.Future[T]:
+    """Run blocking `func` in a daemon thread of its own; its result as a future.
+
+    For calls that may block for minutes (MLflow retrying an unreachable registry):
+    awaiting them can be cancelled, and a shutdown neither waits for the thread nor
+    is held by it at exit (a worker-pool thread would be waited for)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = func()
+        except BaseException as err:
+            error = err
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="churn-api-model-load", daemon=True).start()
+    return future
+
+
 def _default_loader() -> tuple[ModelLoader, WatchFactory]:
     from .. import registry  # imports MLflow: only when the real registry is wanted
 
@@ -103,6 +146,8 @@ def create_app(
     model_watch: WatchFactory | None = None,
     engine: Engine | None = None,
     freeze_gc: bool = False,
+    web: WebConfig | None = None,
+    model_wait_seconds: float = MODEL_WAIT_SECONDS,
 ) -> FastAPI:
     """The prediction API for `config`.
 
@@ -116,7 +161,14 @@ def create_app(
     model switch: MLflow, scikit-learn and pandas leave a few hundred thousand
     long-lived objects, and a full collection scanning them stalled every request
     for 50-200 ms at random moments.
+
+    `web` (default: read from ``api.web_config_file``) adds basic auth when it has
+    users; its TLS files are for the server (`serve_api`). The start waits up to
+    `model_wait_seconds` for the first model load, then serves, with /health at 503
+    and predictions refused with 503, until a model is loaded.
     """
+    if web is None:
+        web = load_web_config(config.api.web_config_file, "api.web_config_file")
     if model_loader is None:
         model_loader, default_watch = _default_loader()
         model_watch = model_watch or default_watch
@@ -131,8 +183,10 @@ def create_app(
         if engine is not None
         else predlog.make_engine(config.data.current.url, autocheckpoint=False)
     )
-    scorer = Scorer(holder, log_engine, metrics, model_name, max_rows=MICRO_BATCH_ROWS)
+    guard = LogFileGuard(log_engine)
+    scorer = Scorer(holder, log_engine, metrics, model_name, max_rows=MICRO_BATCH_ROWS, guard=guard)
     tables = {"ready": False}
+    first_load: dict[str, asyncio.Future[bool] | None] = {"future": None}
 
     def ensure_tables() -> None:
         if tables["ready"]:
@@ -142,7 +196,9 @@ def create_app(
             tables["ready"] = True
         except SQLAlchemyError as err:
             log.error(
-                "cannot create the prediction log tables at %s: %s", config.data.current.url, err
+                "cannot create the prediction log tables at %s: %s",
+                log_engine.url.render_as_string(hide_password=True),
+                err,
             )
 
     def settle_gc() -> None:
@@ -154,18 +210,31 @@ def create_app(
         while True:
             await asyncio.sleep(api.model_poll_seconds)
             try:
-                if await run_in_threadpool(holder.poll):
-                    settle_gc()
                 if not tables["ready"]:
                     await run_in_threadpool(ensure_tables)
+                initial = first_load["future"]
+                if initial is not None:
+                    if not initial.done():
+                        continue  # the first load is still running (registry slow)
+                    first_load["future"] = None
+                    if holder.current is not None:
+                        settle_gc()
+                        continue
+                if await _in_daemon_thread(holder.poll):
+                    settle_gc()
             except Exception:
                 log.exception("model poll failed")
 
     def checkpoint() -> None:
         try:
+            guard.check()
             predlog.checkpoint(log_engine)
-        except SQLAlchemyError as err:
+        except (SQLAlchemyError, predlog.LogUnavailable) as err:
             log.debug("WAL checkpoint failed: %s", err)
+
+    def ping() -> None:
+        guard.check()
+        predlog.ping(log_engine)
 
     async def checkpoint_forever() -> None:
         while True:
@@ -175,8 +244,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_tables)
-        await run_in_threadpool(holder.load)
-        settle_gc()
+        initial = _in_daemon_thread(holder.load)
+        done, _ = await asyncio.wait({initial}, timeout=model_wait_seconds)
+        if initial in done:
+            settle_gc()
+        else:
+            first_load["future"] = initial
+            log.warning(
+                "no model loaded after %.0f s (the registry is slow or unreachable); "
+                "serving with /health at 503 until the load finishes",
+                model_wait_seconds,
+            )
         scorer.start()
         background = [asyncio.create_task(poll_forever(), name="churn-api-model-poll")]
         if predlog.is_sqlite(log_engine):
@@ -222,9 +300,24 @@ def create_app(
         return _json(_prediction(served, scored[0]))
 
     @app.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS, tags=["predict"])
-    async def predict_batch(body: BatchRequest) -> Response:  # type: ignore[valid-type]
-        """Up to `api.max_batch` customers, scored together and logged in one transaction."""
-        served, scored = await scorer.score(body.customers)  # type: ignore[attr-defined]
+    async def predict_batch(
+        body: BatchRequest,  # type: ignore[valid-type]
+        log_rows: Annotated[
+            bool,
+            Query(
+                alias="log",
+                description=(
+                    "false: score without writing the predictions to the log the drift "
+                    "monitor reads and without counting them in churn_api_predictions_total "
+                    "or churn_api_prediction_score (what-if scoring); their prediction_id "
+                    "cannot receive feedback"
+                ),
+            ),
+        ] = True,
+    ) -> Response:
+        """Up to `api.max_batch` customers, scored together and logged in one transaction
+        (all or none), unless `log=false`."""
+        served, scored = await scorer.score(body.customers, log=log_rows)  # type: ignore[attr-defined]
         return _json(
             {
                 "model_name": served.ref.name,
@@ -243,6 +336,7 @@ def create_app(
     )
     def feedback(body: Feedback) -> FeedbackResponse:
         """Log the true outcome of a prediction (by prediction_id, or a customer's latest)."""
+        guard.check()
         prediction_id = predlog.record_feedback(
             log_engine,
             actual=body.label,
@@ -262,7 +356,7 @@ def create_app(
         """Liveness and readiness: 200 when a model is loaded and the log answers."""
         served = holder.current
         try:
-            await run_in_threadpool(predlog.ping, log_engine)
+            await run_in_threadpool(ping)
             db_error = None
         except predlog.LogUnavailable as err:
             db_error = str(err)
@@ -300,16 +394,24 @@ def create_app(
         return {"service": "churn-monitor prediction API", "docs": "/docs", "health": "/health"}
 
     known = {route.path for route in app.routes if hasattr(route, "path")}
+    # The last added runs first: metrics see every answer, including 401 and 413, and
+    # a request without credentials is refused before its body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=api.max_body_bytes)
+    if web.users:
+        app.add_middleware(BasicAuthMiddleware, web=web)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, known_paths=known)
+    app.state.web = web
     return app
 
 
 def serve_api(config: MonitoringConfig, host: str | None = None, port: int | None = None) -> None:
     """Run the API with uvicorn on `host`:`port` (default ``api.host``/``api.port``).
 
-    Returns after SIGINT/SIGTERM, once in-flight requests have finished.
+    ``api.web_config_file`` is read first: a bad one raises `ConfigError` naming the
+    field before anything starts (``churn-monitor api`` exits 2). Returns after
+    SIGINT/SIGTERM, once in-flight requests have finished.
     """
+    web = load_web_config(config.api.web_config_file, "api.web_config_file")
     import uvicorn
 
     if not logging.getLogger().handlers:
@@ -317,7 +419,7 @@ def serve_api(config: MonitoringConfig, host: str | None = None, port: int | Non
             level=config.logging.level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-    app = create_app(config, freeze_gc=True)
+    app = create_app(config, freeze_gc=True, web=web)
     uvicorn.run(
         app,
         host=host or config.api.host,
@@ -326,4 +428,6 @@ def serve_api(config: MonitoringConfig, host: str | None = None, port: int | Non
         log_level=config.logging.level.lower(),
         access_log=config.logging.level == "DEBUG",
         timeout_graceful_shutdown=10,
+        ssl_certfile=web.cert_file,
+        ssl_keyfile=web.key_file,
     )

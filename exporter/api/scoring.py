@@ -18,8 +18,11 @@ finiteness checks are skipped there too: the request models already reject NaN a
 infinities, and a blank TotalCharges is the one NaN the pipeline imputes.
 
 A request's rows are never split across transactions, so a batch request is logged
-all or nothing; an answer is sent only after its rows are committed. When the model or
-the log fails, every request of that micro-batch gets the error and no row is written.
+all or nothing; an answer is sent only after its rows are committed. When the model
+fails, every request of that micro-batch gets the error; when the log fails, every
+logged request of it does, and no row is written. A request scored with ``log=False``
+(``POST /predict/batch?log=false``) writes no row, is not counted in the prediction
+metrics and does not depend on the log being available.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from sqlalchemy.engine import Engine
 
 from .. import predlog, schema
 from .champion import ChampionHolder, Served
+from .logguard import LogFileGuard
 from .metrics import ApiMetrics
 from .models import Customer
 
@@ -121,6 +125,7 @@ def _single_threaded_openmp() -> None:
 class _Job:
     customers: Sequence[Customer]
     future: asyncio.Future[tuple[Served, list[Scored]]]
+    log: bool = True
 
 
 class Scorer:
@@ -134,9 +139,11 @@ class Scorer:
         model_name: str,
         max_rows: int,
         clock: Callable[[], float] = time.time,
+        guard: LogFileGuard | None = None,
     ) -> None:
         self.holder = holder
         self.engine = engine
+        self.guard = guard if guard is not None else LogFileGuard(engine)
         self.metrics = metrics
         self.model_name = model_name
         self.max_rows = max_rows
@@ -169,14 +176,17 @@ class Scorer:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def score(self, customers: Sequence[Customer]) -> tuple[Served, list[Scored]]:
-        """Score and log `customers`; return the model used and one answer per customer."""
+    async def score(
+        self, customers: Sequence[Customer], *, log: bool = True
+    ) -> tuple[Served, list[Scored]]:
+        """Score `customers` and log them (unless `log` is False); return the model used
+        and one answer per customer."""
         if self._queue is None:
             raise RuntimeError("Scorer.start() was not called")
         future: asyncio.Future[tuple[Served, list[Scored]]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._queue.put_nowait(_Job(customers, future))
+        self._queue.put_nowait(_Job(customers, future, log))
         return await future
 
     async def _run(self) -> None:
@@ -203,11 +213,18 @@ class Scorer:
                         job.future.set_exception(err)
                 continue
             for job, result in zip(live, results, strict=True):
-                if not job.future.done():
+                if job.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
                     job.future.set_result((served, result))
 
-    def _process(self, jobs: Sequence[_Job]) -> tuple[Served, list[list[Scored]]]:
-        """Blocking: one predict_proba call and one transaction for all `jobs`."""
+    def _process(
+        self, jobs: Sequence[_Job]
+    ) -> tuple[Served, list[list[Scored] | predlog.LogUnavailable]]:
+        """Blocking: one predict_proba call for all `jobs` and one transaction for the
+        rows of those that are logged (their answers, or the log's error, per job)."""
         served = self.holder.current
         if served is None:
             raise ModelNotReady(self.holder.error or "no model is loaded")
@@ -234,20 +251,39 @@ class Scorer:
         predicted = (scores >= served.threshold).astype(int)
         now = self.clock()
         rows: list[tuple[object, ...]] = []
+        logged = np.zeros(len(customers), dtype=bool)
         answers: list[Scored] = []
         name, version = served.ref.name, served.ref.version
-        for customer, score, label in zip(
-            customers, scores.tolist(), predicted.tolist(), strict=True
+        flags = [job.log for job in jobs for _ in job.customers]
+        for i, (customer, score, label, keep) in enumerate(
+            zip(customers, scores.tolist(), predicted.tolist(), flags, strict=True)
         ):
             pid = str(uuid.uuid4())
             cid = customer.customerID
-            rows.append((pid, now, name, version, cid, *_FEATURE_VALUES(customer), score, label))
+            if keep:
+                rows.append(
+                    (pid, now, name, version, cid, *_FEATURE_VALUES(customer), score, label)
+                )
+                logged[i] = True
             answers.append(Scored(pid, cid, score, label))
-        predlog.log_predictions(self.engine, rows)
-        self.metrics.observe_predictions(scores, predicted)
-        out: list[list[Scored]] = []
+        failure: predlog.LogUnavailable | None = None
+        if rows:
+            try:
+                self.guard.check()
+                predlog.log_predictions(self.engine, rows)
+            except predlog.LogUnavailable as err:
+                failure = err
+            else:
+                if len(rows) == len(customers):
+                    self.metrics.observe_predictions(scores, predicted)
+                else:
+                    self.metrics.observe_predictions(scores[logged], predicted[logged])
+        out: list[list[Scored] | predlog.LogUnavailable] = []
         offset = 0
         for job in jobs:
-            out.append(answers[offset : offset + len(job.customers)])
+            if job.log and failure is not None:
+                out.append(failure)
+            else:
+                out.append(answers[offset : offset + len(job.customers)])
             offset += len(job.customers)
         return served, out
