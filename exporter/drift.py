@@ -359,6 +359,24 @@ def profile_numeric(values: Any, psi_bins: int = DEFAULT_PSI_BINS) -> NumericPro
     return _profile_from_sorted(s, n_nan, psi_bins)
 
 
+def _mean_std(sorted_values: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean and population standard deviation (ddof=0) of sorted finite values.
+
+    When the plain computation overflows (squares of values beyond ~1e154), it is redone
+    on the values divided by their largest magnitude and scaled back. None for an empty
+    array.
+    """
+    if sorted_values.size == 0:
+        return None, None
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(np.mean(sorted_values)), float(np.std(sorted_values))
+    if math.isfinite(mean) and math.isfinite(std):
+        return mean, std
+    scale = max(abs(float(sorted_values[0])), abs(float(sorted_values[-1])))
+    scaled = sorted_values / scale
+    return scale * float(np.mean(scaled)), scale * float(np.std(scaled))
+
+
 def _profile_from_sorted(s: np.ndarray, n_nan: int, psi_bins: int) -> NumericProfile:
     n = int(s.size)
     last = np.empty(n, dtype=bool)
@@ -373,8 +391,7 @@ def _profile_from_sorted(s: np.ndarray, n_nan: int, psi_bins: int) -> NumericPro
         s = u_pad[:n]
     cum_pad = np.zeros(nu + 1, dtype=np.int64)
     cum_pad[1:] = np.flatnonzero(last) + 1
-    mean = float(np.mean(s)) if n else None
-    std = float(np.std(s)) if n else None
+    mean, std = _mean_std(s)
     edges = numeric_bin_edges(s, psi_bins)
     counts = _bin_counts(s, edges)
     ratios = counts / n if n else np.zeros(counts.size)
