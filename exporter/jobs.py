@@ -106,20 +106,16 @@ class ModelSource(Protocol):
     def threshold(self) -> float | None: ...
 
 
-class DriftJob:
-    """Per-feature and dataset drift of the current window against the reference.
-
-    The reference profile is built once and rebuilt only when the reference file
-    changes (a new champion writes a new reference).
-    """
-
-    name = "drift"
+class _ReferenceJob:
+    """What the drift and performance jobs share: the config, the reference, the model
+    being watched, the schedule and where results go besides the snapshot."""
 
     def __init__(
         self,
         config: MonitoringConfig,
         reference: ReferenceCache,
         *,
+        minutes: float,
         model: ModelSource,
         interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
@@ -130,10 +126,23 @@ class DriftJob:
         self.reference = reference
         self.model = model
         self.history = history
-        minutes = config.data_drift_monitoring.check_interval_minutes
         self.interval_seconds = interval_seconds or minutes * 60.0
         self.clock = clock
         self.write_reports = write_reports
+
+
+class DriftJob(_ReferenceJob):
+    """Per-feature and dataset drift of the current window against the reference.
+
+    The reference profile is built once and rebuilt only when the reference file
+    changes (a new champion writes a new reference).
+    """
+
+    name = "drift"
+
+    def __init__(self, config: MonitoringConfig, reference: ReferenceCache, **kwargs: Any):
+        minutes = config.data_drift_monitoring.check_interval_minutes
+        super().__init__(config, reference, minutes=minutes, **kwargs)
         self._profile_key: tuple[Any, ...] | None = None
         self._profile: drift.ReferenceProfile | None = None
 
@@ -187,30 +196,14 @@ class _ScoreReference:
     positive_ratio: float | None
 
 
-class PerformanceJob:
+class PerformanceJob(_ReferenceJob):
     """Realized and estimated model quality, prediction drift and revenue at risk."""
 
     name = "performance"
 
-    def __init__(
-        self,
-        config: MonitoringConfig,
-        reference: ReferenceCache,
-        *,
-        model: ModelSource,
-        interval_seconds: float | None = None,
-        clock: Callable[[], float] = time.time,
-        write_reports: bool = True,
-        history: Engine | None = None,
-    ) -> None:
-        self.config = config
-        self.reference = reference
-        self.model = model
-        self.history = history
+    def __init__(self, config: MonitoringConfig, reference: ReferenceCache, **kwargs: Any):
         minutes = config.performance_monitoring.check_interval_minutes
-        self.interval_seconds = interval_seconds or minutes * 60.0
-        self.clock = clock
-        self.write_reports = write_reports
+        super().__init__(config, reference, minutes=minutes, **kwargs)
         self._derived: tuple[tuple[Any, ...], _ScoreReference] | None = None
         self._scorer: LoadedModel | None = None
 
