@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import schema
+from .dburl import sqlite_file
 
 metadata = sa.MetaData()
 
@@ -111,10 +111,10 @@ def make_engine(
     checkpoint inside the commit tripled the time to log a batch of 1,000 (about
     100 ms instead of 30 ms).
     """
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        database = sqlite_file(url)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000.0},

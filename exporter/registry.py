@@ -52,6 +52,7 @@ from mlflow.models import Model
 
 from . import modeling
 from .config import MonitoringConfig
+from .dburl import safe_url, sqlite_file
 from .snapshot import ModelRef
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,6 @@ class LoadedModel:
 # -------------------------------------------------------------------------- helpers
 
 
-def _safe_url(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL (e.g. http://)
-        return url
-
-
 def _reason(err: BaseException) -> str:
     message = getattr(err, "message", None) or str(err) or type(err).__name__
     return str(message).strip().splitlines()[0][:500]
@@ -133,10 +127,8 @@ def absolute_tracking_uri(uri: str) -> str:
 
 def _check_sqlite_exists(uri: str) -> None:
     """A SQLite store that does not exist would be created empty by MLflow: refuse."""
-    if not uri.startswith("sqlite:"):
-        return
-    database = sa.engine.make_url(uri).database
-    if database and database != ":memory:" and not Path(database).is_file():
+    database = sqlite_file(uri)
+    if database is not None and not database.is_file():
         raise ModelUnavailable(
             f"model.tracking_uri: {uri} does not exist (run `churn-monitor train` first)"
         )
@@ -161,7 +153,7 @@ def _finite(value: Any) -> float | None:
 
 def _resolve_registry(config: MonitoringConfig) -> ModelInfo:
     name, alias, uri = config.model.name, config.model.registry_alias, config.model.tracking_uri
-    where = f"models:/{name}@{alias} at {_safe_url(uri)}"
+    where = f"models:/{name}@{alias} at {safe_url(uri)}"
     client = _client(uri)
     try:
         version = client.get_model_version_by_alias(name, alias)
@@ -224,7 +216,7 @@ def _load_registry(config: MonitoringConfig, info: ModelInfo) -> Any:
             return mlflow.sklearn.load_model(local)
     except Exception as err:
         raise ModelUnavailable(
-            f"{info.source} at {_safe_url(uri)}: cannot load the model: {_reason(err)}"
+            f"{info.source} at {safe_url(uri)}: cannot load the model: {_reason(err)}"
         ) from err
 
 
@@ -388,5 +380,5 @@ def set_alias(config: MonitoringConfig, alias: str, version: str) -> None:
         raise
     except Exception as err:
         raise ModelUnavailable(
-            f"models:/{config.model.name}@{alias} at {_safe_url(uri)}: {_reason(err)}"
+            f"models:/{config.model.name}@{alias} at {safe_url(uri)}: {_reason(err)}"
         ) from err

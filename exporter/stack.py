@@ -48,6 +48,7 @@ from typing import IO, Any, Literal
 
 from . import promconfig
 from .config import CONFIG_ENV, DEFAULT_CONFIG_PATH, MonitoringConfig
+from .dburl import sqlite_file
 
 #: Every service `up` knows, in start order.
 SERVICES: tuple[str, ...] = (
@@ -211,15 +212,6 @@ def service_ports(
     return ports
 
 
-def _sqlite_file(uri: str) -> str | None:
-    """The file of a ``sqlite:///path`` URL, or None for any other URL or memory."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
-        return None
-    path = uri[len(prefix) :].split("?", 1)[0]
-    return path if path and path != ":memory:" else None
-
-
 def _absolute(path: str, workdir: Path) -> Path:
     candidate = Path(path)
     return candidate if candidate.is_absolute() else workdir / candidate
@@ -327,7 +319,7 @@ def plan_stack(
     available: list[str] = []
     for name in chosen:
         reason = None
-        if name == "mlflow" and _sqlite_file(config.model.tracking_uri) is None:
+        if name == "mlflow" and sqlite_file(config.model.tracking_uri) is None:
             reason = (
                 f"model.tracking_uri is {config.model.tracking_uri!r}, not a local SQLite "
                 "store: the tracking server is expected to run already"
@@ -379,7 +371,7 @@ def plan_stack(
             steps = (cli("setup"), cli("train", "--if-no-champion"))
             specs.append(ServiceSpec(name, "oneshot", steps))
         elif name == "mlflow":
-            db = _absolute(_sqlite_file(config.model.tracking_uri) or "", workdir)
+            db = _absolute(str(sqlite_file(config.model.tracking_uri) or ""), workdir)
             store = ("--backend-store-uri", f"sqlite:///{db}")
             artifacts = ("--artifacts-destination", str(db.parent / "artifacts"))
             argv = (py, "-m", "mlflow", "server", *listen(name), *store, *artifacts)
@@ -389,9 +381,9 @@ def plan_stack(
             )
         elif name == "optuna-dashboard":
             storage = config.optuna.storage
-            sqlite = _sqlite_file(storage)
+            sqlite = sqlite_file(storage)
             if sqlite is not None:
-                storage = f"sqlite:///{_absolute(sqlite, workdir)}"
+                storage = f"sqlite:///{_absolute(str(sqlite), workdir)}"
             argv = (binary("optuna-dashboard") or "optuna-dashboard", storage, *listen(name))
             specs.append(server(name, argv, "/api/meta", "/dashboard", ready_timeout=90.0))
         elif name == "api":

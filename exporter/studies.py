@@ -20,14 +20,14 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import optuna
-import sqlalchemy as sa
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from .dburl import safe_url, sqlite_file
 
 #: Every trial state, in Optuna's order: RUNNING, COMPLETE, PRUNED, FAIL, WAITING.
 TRIAL_STATES: tuple[str, ...] = tuple(state.name for state in TrialState)
@@ -65,18 +65,9 @@ class StudyProgress:
         return sum(self.trials.values())
 
 
-def _safe_url(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
 def _check_sqlite_exists(url: str) -> None:
-    if not url.startswith("sqlite:"):
-        return
-    database = sa.engine.make_url(url).database
-    if database and database != ":memory:" and not Path(database).is_file():
+    database = sqlite_file(url)
+    if database is not None and not database.is_file():
         raise StudyStorageError(
             f"optuna storage {url}: {database} does not exist (run `churn-monitor train` first)"
         )
@@ -142,7 +133,7 @@ def study_progress(storage_url: str) -> tuple[StudyProgress, ...]:
     """Every study in the storage, sorted by name; :class:`StudyStorageError` when the
     storage cannot be opened or read."""
     _check_sqlite_exists(storage_url)
-    where = f"optuna storage {_safe_url(storage_url)}"
+    where = f"optuna storage {safe_url(storage_url)}"
     try:
         storage = optuna.storages.RDBStorage(storage_url, skip_table_creation=True)
     except Exception as err:

@@ -95,7 +95,6 @@ import mlflow.sklearn
 import numpy as np
 import optuna
 import pandas as pd
-import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.inspection import permutation_importance
@@ -109,6 +108,7 @@ from threadpoolctl import threadpool_limits
 
 from . import modeling, schema
 from .config import MonitoringConfig
+from .dburl import safe_url, sqlite_file
 from .loader import DataSchemaError, encode_target, load_customers, normalize_frame
 from .registry import absolute_tracking_uri
 from .synthetic import generate_customers
@@ -232,33 +232,15 @@ def _split(y: np.ndarray, seed: int) -> _Splits:
 # ------------------------------------------------------------------------ locations
 
 
-def _sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:`` URL (None for other URLs and in-memory)."""
-    if not url.startswith("sqlite:"):
-        return None
-    database = sa.engine.make_url(url).database
-    if not database or database == ":memory:":
-        return None
-    return Path(database)
-
-
-def _safe_url(url: str) -> str:
-    """The URL with any password hidden (for params and messages)."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL (e.g. http://)
-        return url
-
-
 def _prepare_locations(config: MonitoringConfig) -> Path | None:
     """Create the parent folders of the SQLite files and the reference; return the
     artifact root for a new MLflow experiment (None: let the tracking server decide)."""
     artifact_root = None
-    tracking_db = _sqlite_path(config.model.tracking_uri)
+    tracking_db = sqlite_file(config.model.tracking_uri)
     if tracking_db is not None:
         tracking_db.parent.mkdir(parents=True, exist_ok=True)
         artifact_root = tracking_db.parent.resolve() / "artifacts"
-    optuna_db = _sqlite_path(config.optuna.storage)
+    optuna_db = sqlite_file(config.optuna.storage)
     if optuna_db is not None:
         optuna_db.parent.mkdir(parents=True, exist_ok=True)
     Path(config.data.reference_path).parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +292,7 @@ def _open_study(config: MonitoringConfig, seed: int) -> optuna.Study:
         )
     except Exception as err:
         raise TrainingError(
-            f"optuna.storage: cannot open {_safe_url(cfg.storage)}: {type(err).__name__}: {err}"
+            f"optuna.storage: cannot open {safe_url(cfg.storage)}: {type(err).__name__}: {err}"
         ) from err
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise TrainingError(
@@ -506,7 +488,7 @@ def train(
             raise
         except Exception as err:
             raise TrainingError(
-                f"model.tracking_uri: cannot use {_safe_url(uri)}: {type(err).__name__}: {err}"
+                f"model.tracking_uri: cannot use {safe_url(uri)}: {type(err).__name__}: {err}"
             ) from err
         study = _open_study(config, seed)
 
@@ -526,7 +508,7 @@ def train(
                     "test_rows": len(splits.test),
                     "cv_folds": CV_FOLDS,
                     "optuna_study": config.optuna.study_name,
-                    "optuna_storage": _safe_url(config.optuna.storage),
+                    "optuna_storage": safe_url(config.optuna.storage),
                     "optuna_trials_requested": n_trials,
                     "optuna_timeout_seconds": "none" if timeout is None else timeout,
                     "threshold_strategy": THRESHOLD_STRATEGY,

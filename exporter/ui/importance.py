@@ -70,16 +70,14 @@ def feature_importance(config: MonitoringConfig, run_id: str) -> dict[str, float
 
 
 def _from_run(uri: str, run_id: str) -> dict[str, float]:
-    import sqlalchemy as sa
-
+    from ..dburl import sqlite_file
     from ..registry import absolute_tracking_uri  # imports MLflow: only when needed
 
     if not run_id or run_id == "unknown":
         raise ImportanceUnavailable("the served model has no known training run")
-    if uri.startswith("sqlite:"):
-        database = sa.engine.make_url(uri).database
-        if database and database != ":memory:" and not Path(database).is_file():
-            raise ImportanceUnavailable(f"the MLflow store {uri} does not exist")
+    database = sqlite_file(uri)
+    if database is not None and not database.is_file():
+        raise ImportanceUnavailable(f"the MLflow store {uri} does not exist")
     from mlflow import MlflowClient
 
     uri = absolute_tracking_uri(uri)
