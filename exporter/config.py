@@ -41,6 +41,13 @@ METHODS_BY_KIND: dict[str, frozenset[str]] = {
 }
 
 
+def check_method(kind: str, method: str) -> None:
+    """Raise ValueError when the drift test `method` does not apply to `kind` features."""
+    if method not in METHODS_BY_KIND[kind]:
+        allowed = ", ".join(sorted(METHODS_BY_KIND[kind]))
+        raise ValueError(f"{method!r} does not apply to {kind} features (use one of: {allowed})")
+
+
 class FeatureRule(_Strict):
     """Per-feature override of the drift test and its threshold."""
 
@@ -100,12 +107,10 @@ class FeaturesConfig(_Strict):
             raise ValueError(f"overrides name features that are not monitored: {unknown}")
         for feature, rule in self.overrides.items():
             kind = "numeric" if feature in self.numeric else "categorical"
-            if rule.method not in METHODS_BY_KIND[kind]:
-                allowed = ", ".join(sorted(METHODS_BY_KIND[kind]))
-                raise ValueError(
-                    f"overrides.{feature}.method: {rule.method!r} does not apply to {kind} "
-                    f"features (use one of: {allowed})"
-                )
+            try:
+                check_method(kind, rule.method)
+            except ValueError as err:
+                raise ValueError(f"overrides.{feature}.method: {err}") from None
         return self
 
 

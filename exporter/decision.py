@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from . import drift
-from .config import METHODS_BY_KIND, FeatureRule
+from .config import METHODS_BY_KIND, FeatureRule, check_method
 
 __all__ = [
     "DEFAULT_MIN_WINDOW_ROWS",
@@ -162,12 +162,10 @@ class DatasetDrift:
 
 def _rule_for(kind: Kind, rule: Rule | None, feature: str) -> Rule:
     chosen = DEFAULT_RULES[kind] if rule is None else rule
-    if chosen.method not in METHODS_BY_KIND[kind]:
-        allowed = ", ".join(sorted(METHODS_BY_KIND[kind]))
-        raise ValueError(
-            f"feature {feature!r}: method {chosen.method!r} does not apply to {kind} "
-            f"features (use one of: {allowed})"
-        )
+    try:
+        check_method(kind, chosen.method)
+    except ValueError as err:
+        raise ValueError(f"feature {feature!r}: method {err}") from None
     return chosen
 
 
