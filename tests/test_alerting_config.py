@@ -254,40 +254,66 @@ def test_rendered_alertmanager_config_is_valid(amtool: str, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("labels", "receivers"),
     [
-        ({"severity": "critical"}, "churn-email,churn-slack"),
-        ({"severity": "warning"}, "churn-slack"),
+        ({"severity": "critical"}, "churn-webhook,churn-email,churn-slack"),
+        ({"severity": "warning"}, "churn-webhook,churn-slack"),
         ({"severity": "info"}, "churn-webhook"),
-        ({}, "churn-slack"),
+        ({}, "churn-webhook,churn-slack"),
+        ({"severity": "page"}, "churn-webhook,churn-slack"),
     ],
-    ids=["critical", "warning", "info", "no-severity"],
+    ids=["critical", "warning", "info", "no-severity", "unknown-severity"],
 )
 @pytest.mark.parametrize("config", ["shipped", "rendered"])
 def test_routes_by_severity(
     amtool: str, tmp_path: Path, config: str, labels: dict[str, str], receivers: str
 ) -> None:
     path = ALERTMANAGER_FILE if config == "shipped" else _rendered_alertmanager(tmp_path)
-    pairs = [f"{k}={v}" for k, v in {"alertname": "ChurnX", "model": "m", **labels}.items()]
-    result = run(
-        amtool,
-        "config",
-        "routes",
-        "test",
-        f"--config.file={path}",
-        f"--verify.receivers={receivers}",
-        *pairs,
-    )
-    assert ok(result).splitlines()[0] == receivers
+    assert routes_test(amtool, path, {"alertname": "ChurnX", "model": "m", **labels}) == receivers
+
+
+def routes_test(amtool: str, config: Path, labels: dict[str, str]) -> str:
+    """The receivers `amtool config routes test` gives for `labels`, comma-separated."""
+    pairs = [f"{key}={value}" for key, value in labels.items()]
+    output = ok(run(amtool, "config", "routes", "test", f"--config.file={config}", *pairs))
+    return output.splitlines()[0]
+
+
+def runbook_routing_table() -> dict[tuple[str, str], str]:
+    """(alert, severity) -> receivers, from the runbook's "Alert routing" table."""
+    text = RUNBOOK.read_text(encoding="utf-8")
+    section = text.split("### Alert routing", 1)[1].split("\n#", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| Churn")
+    ]
+    table = {(alert, severity): receivers.replace(" ", "") for alert, severity, receivers in rows}
+    assert len(table) == len(rows), "an (alert, severity) pair is listed twice"
+    return table
+
+
+def test_every_rule_reaches_the_receivers_the_runbook_lists(amtool: str) -> None:
+    """Each alert rule's labels, routed by the shipped file, reach exactly the runbook's
+    receivers; the webhook (the history) is among them for every rule."""
+    table = runbook_routing_table()
+    rules = {(r["alert"], r["labels"]["severity"]): r for r in ALERT_RULES}
+    assert set(table) == set(rules), "the runbook's routing table and the rules differ"
+    for (alert, severity), rule in sorted(rules.items()):
+        labels = {"alertname": alert, **rule["labels"], "model": "churn-model"}
+        got = routes_test(amtool, ALERTMANAGER_FILE, labels)
+        assert got == table[(alert, severity)], f"{alert} ({severity}): routed to {got}"
+        assert "churn-webhook" in got.split(","), f"{alert} ({severity}) misses the history"
 
 
 def test_every_alert_severity_has_a_route() -> None:
     config = promconfig.load_yaml(ALERTMANAGER_FILE)
     routed = {
-        m.split("=", 1)[1].strip('"')
+        m.split("=", 1)[1].strip('"~')
         for route in config["route"]["routes"]
-        for m in route["matchers"]
+        for m in route.get("matchers", [])
         if m.startswith("severity=")
     }
-    assert {r["labels"]["severity"] for r in ALERT_RULES} <= routed
+    routed = {severity for pattern in routed for severity in pattern.split("|")}
+    assert {r["labels"]["severity"] for r in ALERT_RULES} - {"info"} <= routed
 
 
 def test_grouping_rate_limit_and_inhibition() -> None:
