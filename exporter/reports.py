@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .atomic import write_atomically
 
 REPORT_KINDS = ("drift", "performance")
 
@@ -44,16 +44,8 @@ def write_report(base: str | Path, kind: str, payload: Mapping[str, Any], now: f
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S_%fZ")
     target = folder / f"{kind}_report_{stamp}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{kind}_report_", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_jsonable(payload), handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(_jsonable(payload), indent=2, sort_keys=True)
+    write_atomically(target, lambda handle: handle.write(text.encode()), prefix=f".{kind}_report_")
     return target
 
 

@@ -561,9 +561,17 @@ class ExporterProcess:
         return self._process
 
     def start(
-        self, config: Path, current: Path, *, interval: str = "0.02", timeout: float = 180.0
+        self,
+        config: Path,
+        current: Path,
+        *,
+        interval: str = "0.02",
+        timeout: float = 180.0,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
     ) -> None:
-        """Start it and wait until /ready answers 200 (every job ran once)."""
+        """Start it and wait until /ready answers 200 (every job ran once), unless
+        ``wait_ready`` is false. ``env`` adds environment variables."""
         if self._process is not None and self._process.alive():
             raise RuntimeError(f"{self.name} is already running")
         self.starts += 1
@@ -573,8 +581,11 @@ class ExporterProcess:
             [sys.executable, "-m", "exporter", *args],
             self.workdir / f"{self.name}-{self.starts}.log",
             cwd=self.workdir,
+            env=env,
         )
         self._process = proc
+        if not wait_ready:
+            return
 
         def ready() -> bool:
             if not proc.alive():

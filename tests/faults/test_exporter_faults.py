@@ -1,7 +1,8 @@
 """Faults of the exporter itself, with real processes: SIGKILL mid-job, bad input files.
 
-- SIGKILL during a drift run (a 200,000-row current window makes each run take a
-  second or more): the restarted exporter is ready again, exports
+- SIGKILL during a drift run, held at a known point (tests/faults/hold: the process
+  stops itself inside the rename of its second report): the restarted exporter is
+  ready again, exports
   ``churn_exporter_job_success{job="drift"} 1``, no report on disk is half written, and
   leftover ``.drift_report_*.tmp`` files are removed by the next successful run.
 - A Parquet reference cut in half, a CSV reference with garbage bytes, and a current
@@ -38,9 +39,6 @@ from ..support import http_get
 
 REFERENCE_ROWS = 5000
 WINDOW_ROWS = 2000
-#: Rows of the current window that makes a drift run long (reading and validating
-#: them takes about 1.5 s of CPU; the statistics use the newest 5,000).
-BIG_ROWS = 200_000
 STARTUP = 180.0
 #: Failure, alert and recovery deadlines; a healthy run needs a fraction of each.
 DEADLINE = 60.0
@@ -119,17 +117,18 @@ def leftover_temps(folder: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- SIGKILL
 
+#: tests/faults/hold/sitecustomize.py: put first on PYTHONPATH, it stops the exporter
+#: (SIGSTOP) inside the rename of a drift report, after the temp file is complete.
+HOLD_DIR = Path(__file__).parent / "hold"
 
-RUNNING = 'Running job "drift'
-FINISHED = ("job drift finished", "job drift failed")
 
-
-def run_in_progress(log: str) -> bool:
-    """The log shows a drift run that started and has not finished yet."""
-    started = log.rfind(RUNNING)
-    return started > max(log.rfind(marker) for marker in FINISHED) and any(
-        marker in log for marker in FINISHED
-    )
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (``T`` when stopped), None once gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()[0]
 
 
 @pytest.mark.integration
@@ -140,52 +139,47 @@ def test_sigkill_during_a_drift_run_leaves_no_half_report_and_recovers(
     reference = tmp_path / "reference.csv"
     generate_customers(REFERENCE_ROWS, seed=0).to_csv(reference, index=False)
     current = tmp_path / "current.csv"
-    generate_customers(BIG_ROWS, seed=7, scenario="sudden", id_offset=10**6).to_csv(
+    generate_customers(WINDOW_ROWS, seed=7, scenario="sudden", id_offset=10**6).to_csv(
         current, index=False
     )
     config = write_config(tmp_path, model="churn-sigkill", reference=reference)
     folder = tmp_path / "reports" / "drift_reports"
     history = tmp_path / "history.db"
     exporter = ExporterProcess(tmp_path, name="exporter-sigkill")
-    # every 3 s: runs of 1.5 s or more leave the machine idle half of the time
     interval = "0.05"
+    # The first drift report goes through; the second run stops inside its rename.
+    hold = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HOLD_DIR), os.environ.get("PYTHONPATH")])),
+        "CHURN_TEST_HOLD_REPLACE": "drift_report_*.json",
+        "CHURN_TEST_HOLD_AFTER": "1",
+    }
 
     def logs() -> str:
         return exporter.output()[-4000:]
 
     try:
-        exporter.start(config, current, interval=interval, timeout=STARTUP)
-        duration = sample(exporter.url, "churn_exporter_job_duration_seconds", job="drift")
-        assert duration is not None and duration > 0.5, f"the drift run is too short: {duration}"
-        assert len(parse_reports(folder)) >= 1
+        exporter.start(config, current, interval=interval, env=hold, wait_ready=False)
+        pid = exporter.process.pid
+        wait_for(lambda: process_state(pid) == "T", STARTUP, "the exporter held mid-run", logs)
 
-        # -- SIGKILL in the middle of the next run
-        wait_for(lambda: run_in_progress(exporter.output()), DEADLINE, "a drift run", logs)
-        started = time.monotonic()
-        time.sleep(duration / 2)  # hold: land inside the computation, not at its first line
-        into_run = time.monotonic() - started
+        # -- SIGKILL in the middle of the second run: its report is written, not renamed
         assert exporter.kill() == -9
-        killed_log = exporter.output()
-        assert run_in_progress(killed_log), "the run finished before the kill"
-        runs_before = killed_log.count(RUNNING)
-
-        # nothing half written: every report parses; a temp file may be left over
         reports_after_kill = parse_reports(folder)
+        assert len(reports_after_kill) == 1, "the first run's report is in place"
         left_by_kill = leftover_temps(folder)
-        # What a writer killed between mkstemp and rename leaves (the kill above rarely
-        # hits that millisecond): a partial report under the temp name.
+        assert len(left_by_kill) == 1, f"the held run's temp file: {left_by_kill}"
+        # What a writer killed between mkstemp and the end of its write leaves: a
+        # partial report under the temp name.
         planted = folder / ".drift_report_killedmidwrite.tmp"
         planted.write_text('{\n  "critical_threshold": 0.3,\n  "dataset_drift": tr')
 
         # -- restart on the same port: ready, job healthy, temp files pruned
-        restarted = time.monotonic()
         exporter.start(config, current, interval=interval, timeout=STARTUP)
-        ready_after = time.monotonic() - restarted
         wait_for(lambda: job_success(exporter.url) == 1.0, DEADLINE, "drift success 1", logs)
         wait_for(lambda: not leftover_temps(folder), DEADLINE, "the temp files pruned", logs)
         reports_final = parse_reports(folder)
         assert len(reports_final) > len(reports_after_kill)
-        assert all(r["kind"] == "drift" and r["n_current"] == 5000 for r in reports_final)
+        assert all(r["kind"] == "drift" and r["n_current"] == WINDOW_ROWS for r in reports_final)
         with sqlite3.connect(history) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             history_rows = db.execute("SELECT count(*) FROM drift_reports").fetchone()[0]
@@ -198,12 +192,11 @@ def test_sigkill_during_a_drift_run_leaves_no_half_report_and_recovers(
         "fault",
         "restarts cleanly: /ready 200, churn_exporter_job_success{job=drift} 1, no half-"
         "written report, leftover .drift_report_*.tmp removed by the next successful run",
-        f"SIGKILL {into_run:.1f} s into drift run #{runs_before} (runs take {duration:.1f} s "
-        f"on a {BIG_ROWS:,}-row window); report(s) on disk: {len(reports_after_kill)}, all valid "
-        f"JSON; temp files left by the kill: {len(left_by_kill)}, plus 1 planted partial "
-        f"write; restarted exporter ready in {ready_after:.1f} s with job_success 1, every "
-        f"temp file pruned by its first run, {len(reports_final)} reports all valid, history "
-        "SQLite integrity_check ok",
+        "SIGKILL while the second drift run is held (SIGSTOP) inside the rename of its "
+        f"report; report(s) on disk: {len(reports_after_kill)}, all valid JSON; temp files "
+        f"left by the kill: {len(left_by_kill)}, plus 1 planted partial write; the "
+        f"restarted exporter was ready with job_success 1, every temp file pruned by its "
+        f"first run, {len(reports_final)} reports all valid, history SQLite integrity_check ok",
     )
 
 
