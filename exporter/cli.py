@@ -57,6 +57,11 @@ def _port(text: str) -> int:
 
 
 def _configure_logging(config: MonitoringConfig, verbose: bool) -> None:
+    """Log to stderr; without ``verbose``, also keep third-party chatter out of the output.
+
+    The MLflow switches are environment variables, so they reach every command and the
+    children `up` starts (they inherit the environment); a value set by the user wins.
+    """
     level = "DEBUG" if verbose else config.logging.level
     logging.basicConfig(
         level=level,
@@ -67,6 +72,10 @@ def _configure_logging(config: MonitoringConfig, verbose: bool) -> None:
     if not verbose:
         # One line per HTTP request (the simulator's, MLflow's) drowns everything else.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # MLflow's tqdm bars ("Downloading artifacts") whenever a model is loaded, and
+        # its "View run ... at" lines on stdout for every run against a tracking server.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _with_current(config: MonitoringConfig, path: str | None) -> MonitoringConfig:
@@ -143,7 +152,8 @@ def cmd_train(args: argparse.Namespace, config: MonitoringConfig) -> int:
             trials=args.trials,
             timeout=args.timeout,
             seed=args.seed,
-            progress=sys.stderr.isatty(),
+            # --verbose logs a line per trial instead: the bar would garble DEBUG output.
+            progress=sys.stderr.isatty() and not args.verbose,
         )
     except TrainingError as err:
         raise UsageError(str(err)) from None

@@ -88,7 +88,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import mlflow
 import mlflow.sklearn
@@ -105,6 +105,7 @@ from sklearn.model_selection import (
     train_test_split,
 )
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from . import modeling, schema
 from .config import MonitoringConfig
@@ -363,9 +364,41 @@ def _best_trial(trials: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTr
     return max(complete, key=lambda t: (float(t.value), -t.number))
 
 
+class TrialProgress:
+    """One progress bar over a tuning call's trials, for ``study.optimize(callbacks=...)``.
+
+    Its postfix is the best CV ROC AUC among the trials of *this* call (the pool the
+    model is chosen from), not Optuna's study-wide best, which includes earlier trainings.
+    ``enabled=False`` writes nothing. Use as a context manager, so the bar is closed.
+    """
+
+    def __init__(self, total: int, *, enabled: bool = True, file: TextIO | None = None) -> None:
+        self.best: optuna.trial.FrozenTrial | None = None
+        self.bar = tqdm(total=total, desc="tuning", unit="trial", file=file, disable=not enabled)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Count the finished trial and show the best value so far."""
+        if trial.state == optuna.trial.TrialState.COMPLETE and (
+            self.best is None or float(trial.value) > float(self.best.value)
+        ):
+            self.best = trial
+        if self.best is not None:
+            self.bar.set_postfix_str(
+                f"best CV ROC AUC {self.best.value:.4f} (trial {self.best.number})",
+                refresh=False,
+            )
+        self.bar.update(1)
+
+    def __enter__(self) -> TrialProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
 @contextmanager
 def _quiet_optuna(quiet: bool) -> Iterator[None]:
-    """Optuna's per-trial INFO lines would interleave with the progress bar."""
+    """Hold Optuna's per-trial INFO lines back (the progress bar replaces them)."""
     if not quiet:
         yield
         return
@@ -455,7 +488,9 @@ def train(
     """Tune, fit, evaluate, log, register and promote the churn model (module docstring).
 
     ``trials`` defaults to ``optuna.n_trials``; ``timeout`` (seconds) stops tuning
-    early, after the trial in progress. Raises :class:`TrainingError` for bad
+    early, after the trial in progress. ``progress`` shows a :class:`TrialProgress` bar on
+    stderr; Optuna's log line per trial is shown only without it and when this module
+    logs at DEBUG (``--verbose``). Raises :class:`TrainingError` for bad
     arguments or data before anything is written, and naming the config field
     (``model.tracking_uri``, ``optuna.storage``, ...) when a store cannot be used.
     """
@@ -517,13 +552,13 @@ def train(
             )
 
             objective = _Objective(X_train, y_train, seed, experiment_id, run_id)
-            with _quiet_optuna(progress):
+            trial_lines = not progress and log.isEnabledFor(logging.DEBUG)
+            with (
+                _quiet_optuna(not trial_lines),
+                TrialProgress(n_trials, enabled=progress) as bar,
+            ):
                 study.optimize(
-                    objective,
-                    n_trials=n_trials,
-                    timeout=timeout,
-                    n_jobs=1,
-                    show_progress_bar=progress,
+                    objective, n_trials=n_trials, timeout=timeout, n_jobs=1, callbacks=[bar]
                 )
             own = _own_trials(study, run_id)
             best = _best_trial(own)
