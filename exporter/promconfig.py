@@ -295,3 +295,45 @@ def render_alertmanager_config(
     if timers:
         _set_route_timers(config.setdefault("route", {}), timers, root=True)
     return config
+
+
+def without_slack(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``config`` (an Alertmanager config) with Slack switched off.
+
+    Every receiver loses its ``slack_configs`` (a receiver with no integration is valid
+    and drops what it gets: the alerts stay visible in Alertmanager's UI) and the global
+    ``slack_api_url_file`` goes, so nothing reads a webhook file that does not exist.
+    """
+    result: dict[str, Any] = copy.deepcopy(dict(config))
+    (result.get("global") or {}).pop("slack_api_url_file", None)
+    for receiver in result.get("receivers") or []:
+        receiver.pop("slack_configs", None)
+    return result
+
+
+def with_basic_auth(
+    config: Mapping[str, Any], job: str, *, username: str, password_file: str
+) -> dict[str, Any]:
+    """Return ``config`` (a Prometheus config) with basic auth on the scrape job `job`.
+
+    Prometheus reads `password_file` at every scrape; the password is never in the
+    config.
+    """
+    result: dict[str, Any] = copy.deepcopy(dict(config))
+    _job(result, job)["basic_auth"] = {"username": username, "password_file": password_file}
+    return result
+
+
+def with_webhook_basic_auth(
+    config: Mapping[str, Any], *, username: str, password_file: str
+) -> dict[str, Any]:
+    """Return ``config`` (an Alertmanager config) with basic auth on every webhook of
+    the ``churn-webhook`` receiver (the exporter's ``/alerts/webhook``)."""
+    result: dict[str, Any] = copy.deepcopy(dict(config))
+    hooks = _receiver(result, RECEIVER_WEBHOOK).get("webhook_configs") or []
+    if not hooks:
+        raise ValueError(f"receiver {RECEIVER_WEBHOOK!r} has no webhook_configs")
+    for hook in hooks:
+        http_config = hook.setdefault("http_config", {})
+        http_config["basic_auth"] = {"username": username, "password_file": password_file}
+    return result

@@ -1,4 +1,4 @@
-"""`churn-monitor up`: the whole stack as local processes; the compose Alertmanager config.
+"""`churn-monitor up`: the whole stack as local processes.
 
 `up` starts what ``docker compose up`` starts, without Docker: the one-shot trainer
 (``setup`` then ``train --if-no-champion``), the MLflow tracking server, the Optuna
@@ -20,11 +20,6 @@ Two halves, kept apart:
   endpoints against a deadline, and stops every group it started: SIGTERM, then SIGKILL
   after a grace period. :func:`up` ties both together and turns SIGTERM and Ctrl-C into
   a clean stop: nothing it started outlives it.
-
-The compose stack's Alertmanager config is rendered by the same module
-(``python -m exporter.stack render-alertmanager``, run by a one-shot compose service):
-the repository's ``alertmanager/alertmanager.yml`` stays the single source and only the
-SMTP relay (Mailpit) and the presence of the Slack webhook change.
 """
 
 from __future__ import annotations
@@ -217,22 +212,6 @@ def _absolute(path: str, workdir: Path) -> Path:
     return candidate if candidate.is_absolute() else workdir / candidate
 
 
-def without_slack(config: Mapping[str, Any]) -> dict[str, Any]:
-    """An Alertmanager config with Slack switched off.
-
-    Every receiver loses its ``slack_configs`` (a receiver with no integration is valid
-    and drops what it gets: the alerts stay visible in Alertmanager's UI) and the global
-    ``slack_api_url_file`` goes, so nothing reads a webhook file that does not exist.
-    """
-    import copy
-
-    result: dict[str, Any] = copy.deepcopy(dict(config))
-    (result.get("global") or {}).pop("slack_api_url_file", None)
-    for receiver in result.get("receivers") or []:
-        receiver.pop("slack_configs", None)
-    return result
-
-
 def local_alertmanager_config(
     base: Mapping[str, Any], *, webhook_url: str, secrets_dir: Path, secrets: Iterable[str]
 ) -> dict[str, Any]:
@@ -250,37 +229,7 @@ def local_alertmanager_config(
             secrets_dir / SLACK_WEBHOOK_FILE if SLACK_WEBHOOK_FILE in present else None
         ),
     )
-    return rendered if SLACK_WEBHOOK_FILE in present else without_slack(rendered)
-
-
-def compose_alertmanager_config(
-    base: Mapping[str, Any],
-    *,
-    slack: bool,
-    smtp_password: bool,
-    smtp_smarthost: str | None = None,
-    smtp_require_tls: bool | None = None,
-    templates_dir: str | None = None,
-) -> dict[str, Any]:
-    """alertmanager.yml for the compose stack, from the repository's file.
-
-    Only what the stack changes: the SMTP relay (``mailpit:1025`` without TLS in the
-    compose file), SMTP authentication dropped when no password file is mounted (Mailpit
-    takes mail without it), Slack off unless its webhook file is mounted, and the
-    templates made absolute (the rendered file lives in another folder). Secret file
-    paths stay as in the base (``/etc/alertmanager/secrets/...``).
-    """
-    rendered = promconfig.render_alertmanager_config(
-        base,
-        smtp_smarthost=smtp_smarthost,
-        smtp_require_tls=smtp_require_tls,
-        templates_dir=templates_dir,
-    )
-    if not smtp_password:
-        glob = rendered.setdefault("global", {})
-        glob.pop("smtp_auth_username", None)
-        glob.pop("smtp_auth_password_file", None)
-    return rendered if slack else without_slack(rendered)
+    return rendered if SLACK_WEBHOOK_FILE in present else promconfig.without_slack(rendered)
 
 
 def plan_stack(
@@ -984,79 +933,3 @@ def cmd_up(args: argparse.Namespace, config: MonitoringConfig) -> int:
         from .cli import UsageError
 
         raise UsageError(str(err)) from None
-
-
-def render_alertmanager_main(args: argparse.Namespace) -> int:
-    """``render-alertmanager``: the compose stack's alertmanager.yml from the repo's."""
-    secrets = Path(args.secrets)
-
-    def present(name: str) -> bool:
-        path = secrets / name
-        return path.is_file() and path.stat().st_size > 0
-
-    config = compose_alertmanager_config(
-        promconfig.load_yaml(args.base),
-        slack=present(SLACK_WEBHOOK_FILE),
-        smtp_password=present(SMTP_PASSWORD_FILE),
-        smtp_smarthost=args.smtp_smarthost,
-        smtp_require_tls=False if args.smtp_no_tls else None,
-        templates_dir=args.templates,
-    )
-    target = promconfig.write_config(config, args.out)
-    slack = "on" if present(SLACK_WEBHOOK_FILE) else f"off (no {secrets / SLACK_WEBHOOK_FILE})"
-    smarthost = config["global"].get("smtp_smarthost")
-    print(f"wrote {target}: email via {smarthost}, Slack {slack}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``python -m exporter.stack``: ``up`` (until the main CLI has it) and
-    ``render-alertmanager`` (the compose stack's one-shot config renderer)."""
-    parser = argparse.ArgumentParser(prog="python -m exporter.stack")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = add_up_parser(sub)
-    p.add_argument("--config", help="path of the monitoring config YAML")
-    p.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
-
-    p = sub.add_parser("render-alertmanager", help="render alertmanager.yml for compose")
-    p.add_argument("--base", required=True, help="the repository's alertmanager.yml")
-    p.add_argument("--out", required=True, help="where to write the rendered file")
-    p.add_argument(
-        "--secrets", required=True, help="folder holding smtp_password / slack_webhook_url"
-    )
-    p.add_argument("--templates", help="absolute folder of the *.tmpl templates")
-    p.add_argument("--smtp-smarthost", metavar="HOST:PORT", help="SMTP relay to use")
-    p.add_argument("--smtp-no-tls", action="store_true", help="do not require STARTTLS")
-    p.set_defaults(func=None)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "render-alertmanager":
-        return render_alertmanager_main(args)
-
-    import logging
-
-    from .config import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        parser.exit(2, f"churn-monitor: error: {err}\n")
-    logging.basicConfig(level="DEBUG" if args.verbose else config.logging.level)
-    try:
-        return up(
-            config,
-            args.services,
-            args.no_monitoring,
-            config_path=args.config,
-            ports=dict(args.port),
-        )
-    except StackError as err:
-        parser.exit(2, f"churn-monitor: error: {err}\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,8 @@ interpolated by it. The rest reads the YAML: every bind-mounted path exists, eve
 address a config names (Prometheus targets, Grafana's datasource, Alertmanager's webhook
 and SMTP relay, the API URL, the MLflow tracking URI, the SQLite files) points at a
 compose service and a port that service listens on, images are pinned, and no secret
-value is written anywhere.
+value is written anywhere. The one-shot renderers (:mod:`exporter.compose`) run here on
+temporary secret folders, their output checked by promtool and amtool when installed.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+import bcrypt
 import pytest
 import yaml
 
-from exporter import promconfig, stack
+from exporter import compose as compose_cli
+from exporter import promconfig
 from exporter.config import load_config
 
 from .conftest import in_ci
@@ -51,7 +54,7 @@ DESIGN_PORTS = {
     "mailpit": 8025,
 }
 #: Services that run to completion (one-shots) or are clients: no health endpoint.
-ONE_SHOTS = {"trainer", "alertmanager-config"}
+ONE_SHOTS = {"trainer", "alertmanager-config", "prometheus-config"}
 CLIENTS = {"simulator"}
 APP_IMAGE = "churn-monitor:"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -272,10 +275,10 @@ def test_docker_compose_itself_accepts_the_file(tmp_path: Path) -> None:
 def test_every_bind_mounted_path_exists_in_the_repo(services: dict[str, dict[str, Any]]) -> None:
     gitignore = (REPO / ".gitignore").read_text().split()
     for name, service in services.items():
-        for source, target, _ro in bind_mounts(service):
-            if target == PurePosixPath("/etc/alertmanager/secrets"):
-                # The user's secret files: never in the repository, and git-ignored.
-                assert source == REPO / "secrets" and "secrets/" in gitignore
+        for source, target, ro in bind_mounts(service):
+            if source.is_relative_to(REPO / "secrets"):
+                # The user's secret files: never in the repository, git-ignored, read-only.
+                assert "secrets/" in gitignore and ro, (name, target)
                 continue
             assert source.exists(), f"{name}: {source} (mounted at {target}) does not exist"
 
@@ -385,15 +388,12 @@ def test_prometheus_targets_are_compose_services_on_their_ports(
     for manager in config["alerting"]["alertmanagers"]:
         for target in manager["static_configs"][0]["targets"]:
             assert split_target(target) == ("alertmanager", listen_port("alertmanager", services))
-    # Its rule files are in the mounted folder.
+    # The rendered file's rule files are in the folder mounted there.
     mounts = {t: s for s, t, _ in bind_mounts(services["prometheus"])}
-    folder = mounts[PurePosixPath("/etc/prometheus")]
-    assert folder == REPO / "prometheus"
-    assert flag(services["prometheus"]["command"], "--config.file") == (
-        "/etc/prometheus/prometheus.yml"
-    )
-    for pattern in config["rule_files"]:
-        assert list(folder.glob(pattern)), pattern
+    for pattern in _rendered_prometheus(services, {})["rule_files"]:
+        folder = mounts[PurePosixPath(pattern).parent]
+        assert folder == REPO / "prometheus/rules"
+        assert list(folder.glob(PurePosixPath(pattern).name)), pattern
 
 
 def test_grafana_reads_the_prometheus_service(services: dict[str, dict[str, Any]]) -> None:
@@ -413,7 +413,7 @@ def test_grafana_reads_the_prometheus_service(services: dict[str, dict[str, Any]
 def _rendered_alertmanager(services: dict[str, dict[str, Any]], slack: bool) -> dict[str, Any]:
     """What the alertmanager-config one-shot writes, from its own command line."""
     command = services["alertmanager-config"]["command"]
-    return stack.compose_alertmanager_config(
+    return compose_cli.compose_alertmanager_config(
         promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG),
         slack=slack,
         smtp_password=False,
@@ -476,11 +476,280 @@ def test_the_rendered_alertmanager_config_reaches_alertmanager(
     assert base[PurePosixPath(flag(renderer["command"], "--base") or "")] == (
         promconfig.ALERTMANAGER_CONFIG
     )
-    assert renderer["entrypoint"] == ["python", "-m", "exporter.stack"]
+    assert renderer["entrypoint"] == ["python", "-m", "exporter.compose"]
     # The renderer writes into a folder the image creates for its user (Dockerfile).
     assert str(out.parent) in DOCKERFILE.read_text()
     dependency = manager["depends_on"]["alertmanager-config"]["condition"]
     assert dependency == "service_completed_successfully"
+
+
+def test_compose_alertmanager_config_is_valid_for_amtool(require_binary, tmp_path: Path) -> None:
+    amtool = require_binary("amtool")
+    base = promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)
+    login = compose_cli.Credentials(
+        "prometheus", "/etc/alertmanager/secrets/exporter_auth_password"
+    )
+    for slack, webhook_auth in ((False, None), (True, login)):
+        config = compose_cli.compose_alertmanager_config(
+            base,
+            slack=slack,
+            smtp_password=False,
+            smtp_smarthost="mailpit:1025",
+            smtp_require_tls=False,
+            templates_dir=str(promconfig.ALERTMANAGER_TEMPLATES_DIR),
+            webhook_auth=webhook_auth,
+        )
+        assert config["global"]["smtp_smarthost"] == "mailpit:1025"
+        assert "smtp_auth_username" not in config["global"]
+        path = promconfig.write_config(config, tmp_path / f"am-{slack}.yml")
+        result = subprocess.run(
+            [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert base == promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)  # input untouched
+
+
+def test_render_alertmanager_command_writes_the_compose_config(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    out = tmp_path / "run" / "alertmanager.yml"
+    args = [
+        "render-alertmanager",
+        f"--base={promconfig.ALERTMANAGER_CONFIG}",
+        f"--secrets={secrets}",
+        f"--out={out}",
+        "--smtp-smarthost=mailpit:1025",
+        "--smtp-no-tls",
+    ]
+    assert compose_cli.main(args) == 0
+    config = yaml.safe_load(out.read_text())
+    assert config["global"]["smtp_require_tls"] is False
+    assert not any(r.get("slack_configs") for r in config["receivers"])
+    assert not any("http_config" in hook for hook in _webhooks(config))
+    (secrets / "slack_webhook_url").write_text("https://example.invalid/hook\n")
+    write_login(secrets, "exporter", "prometheus", PASSWORD)
+    assert compose_cli.main(args) == 0
+    config = yaml.safe_load(out.read_text())
+    assert any(r.get("slack_configs") for r in config["receivers"])
+    # The exporter's webhook with the exporter's login; the password stays in its file.
+    for hook in _webhooks(config):
+        assert hook["http_config"]["basic_auth"] == {
+            "username": "prometheus",
+            "password_file": str(secrets / "exporter_auth_password"),
+        }
+    assert PASSWORD not in out.read_text()
+
+
+# ------------------------------------------------------------ Prometheus, rendered
+
+PASSWORD = "compose-test-password"  # a test value, written to temporary files only
+
+
+def _webhooks(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h for r in config["receivers"] for h in r.get("webhook_configs") or []]
+
+
+def write_login(secrets: Path, server: str, username: str, password: str) -> None:
+    """The two credential files the renderers look for (trailing newlines, as `echo`)."""
+    (secrets / f"{server}_auth_username").write_text(f"{username}\n")
+    (secrets / f"{server}_auth_password").write_text(f"{password}\n")
+
+
+def write_app_config(tmp_path: Path, **web_configs: Path) -> Path:
+    """A churn-monitor config whose ``<server>.web_config_file`` are `web_configs`."""
+    path = tmp_path / "config.yaml"
+    raw = {server: {"web_config_file": str(file)} for server, file in web_configs.items()}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def write_web_config(tmp_path: Path, users: dict[str, str], tls: bool = False) -> Path:
+    """A server web config with bcrypt hashes of `users` (name -> password)."""
+    raw: dict[str, Any] = {
+        "basic_auth_users": {
+            name: bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+            for name, password in users.items()
+        }
+    }
+    if tls:
+        from .test_webconfig import self_signed
+
+        cert, key = self_signed(tmp_path)
+        raw["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
+    path = tmp_path / "web.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _rendered_prometheus(
+    services: dict[str, dict[str, Any]], auth: dict[str, compose_cli.Credentials]
+) -> dict[str, Any]:
+    """What the prometheus-config one-shot writes, from its own command line."""
+    command = services["prometheus-config"]["command"]
+    return compose_cli.compose_prometheus_config(
+        promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG),
+        rules_dir=flag(command, "--rules") or "",
+        auth=auth,
+    )
+
+
+def render_prometheus(
+    tmp_path: Path, secrets: Path, config: Path, rules: str = "/etc/prometheus/rules"
+) -> Path:
+    """Run ``render-prometheus`` as the one-shot does; return the rendered file."""
+    out = tmp_path / "run" / "prometheus.yml"
+    args = [
+        "render-prometheus",
+        f"--base={promconfig.PROMETHEUS_CONFIG}",
+        f"--secrets={secrets}",
+        f"--rules={rules}",
+        f"--config={config}",
+        f"--out={out}",
+    ]
+    assert compose_cli.main(args) == 0
+    return out
+
+
+def basic_auth(path: Path) -> dict[str, Any]:
+    """Scrape job name -> its basic_auth (only the jobs that have one)."""
+    config = promconfig.load_yaml(path)
+    return {j["job_name"]: j["basic_auth"] for j in config["scrape_configs"] if "basic_auth" in j}
+
+
+def test_the_rendered_prometheus_config_reaches_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    renderer = services["prometheus-config"]
+    command = renderer["command"]
+    assert renderer["entrypoint"] == ["python", "-m", "exporter.compose"]
+    assert command[0] == "render-prometheus"
+    out = PurePosixPath(flag(command, "--out") or "")
+    prometheus = services["prometheus"]
+    config_file = PurePosixPath(flag(prometheus["command"], "--config.file") or "")
+    assert named_volumes(prometheus)[config_file.parent] == named_volumes(renderer)[out.parent]
+    assert config_file.name == out.name
+    assert str(out.parent) in DOCKERFILE.read_text()  # a folder the image's user owns
+    dependency = prometheus["depends_on"]["prometheus-config"]["condition"]
+    assert dependency == "service_completed_successfully"
+    renderer_mounts = {t: (s, ro) for s, t, ro in bind_mounts(renderer)}
+    assert renderer_mounts[PurePosixPath(flag(command, "--base") or "")] == (
+        promconfig.PROMETHEUS_CONFIG,
+        True,
+    )
+    # The secrets folder: the same one, read-only, at the same path in both containers,
+    # so the password_file the renderer writes is where Prometheus reads it.
+    secrets = PurePosixPath(flag(command, "--secrets") or "")
+    prometheus_mounts = {t: (s, ro) for s, t, ro in bind_mounts(prometheus)}
+    assert prometheus_mounts[secrets] == renderer_mounts[secrets] == (REPO / "secrets", True)
+    login = compose_cli.Credentials("prometheus", str(secrets / "exporter_auth_password"))
+    config = _rendered_prometheus(services, {promconfig.JOB_EXPORTER: login})
+    auth = next(j for j in config["scrape_configs"] if "basic_auth" in j)["basic_auth"]
+    assert PurePosixPath(auth["password_file"]).parent in prometheus_mounts
+    # The renderer reads the app config and the servers' web config where they do.
+    app_config = PurePosixPath(renderer["environment"]["CHURN_MONITOR_CONFIG"])
+    assert any(app_config.is_relative_to(t) for t in renderer_mounts)
+    for server in ("api", "exporter"):
+        web = {t: s for s, t, _ in bind_mounts(services[server]) if "web" in str(t)}
+        assert web and web.items() <= {t: s for t, (s, _) in renderer_mounts.items()}.items()
+
+
+def test_prometheus_gets_a_login_only_for_the_servers_with_credential_files(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    config = app_config_path(services)  # compose.yaml: no web config, auth off
+    out = render_prometheus(tmp_path, secrets, config)
+    assert basic_auth(out) == {}
+    rendered = promconfig.load_yaml(out)
+    base = promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG)
+    assert promconfig.scrape_targets(rendered) == promconfig.scrape_targets(base)
+    assert rendered["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+
+    write_login(secrets, "exporter", "prometheus", PASSWORD)
+    out = render_prometheus(tmp_path, secrets, config)
+    assert basic_auth(out) == {
+        promconfig.JOB_EXPORTER: {
+            "username": "prometheus",
+            "password_file": str(secrets / "exporter_auth_password"),
+        }
+    }
+    write_login(secrets, "api", "scraper", PASSWORD + "-api")
+    out = render_prometheus(tmp_path, secrets, config)
+    assert basic_auth(out)[promconfig.JOB_API] == {
+        "username": "scraper",
+        "password_file": str(secrets / "api_auth_password"),
+    }
+    assert PASSWORD not in out.read_text()
+
+
+def test_render_prometheus_accepts_the_login_the_servers_web_config_accepts(
+    tmp_path: Path,
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    web = write_web_config(tmp_path, {"prometheus": PASSWORD})
+    write_login(secrets, "exporter", "prometheus", PASSWORD)
+    out = render_prometheus(tmp_path, secrets, write_app_config(tmp_path, exporter=web))
+    assert set(basic_auth(out)) == {promconfig.JOB_EXPORTER}
+    assert PASSWORD not in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("password only", "exporter_auth_username is missing or empty"),
+        ("users without a login", "sets basic_auth_users, but"),
+        ("wrong password", "refuses this user name and password"),
+        ("unknown user", "refuses this user name and password"),
+        ("tls", "TLS is not supported inside the compose stack"),
+    ],
+)
+def test_render_prometheus_refuses_a_login_that_does_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    web = write_web_config(tmp_path, {"prometheus": PASSWORD}, tls=case == "tls")
+    if case == "password only":
+        (secrets / "exporter_auth_password").write_text(PASSWORD)
+    elif case == "wrong password":
+        write_login(secrets, "exporter", "prometheus", "not-" + PASSWORD)
+    elif case in ("unknown user", "tls"):
+        write_login(secrets, "exporter", "someone", PASSWORD)
+    out = tmp_path / "run" / "prometheus.yml"
+    args = [
+        "render-prometheus",
+        f"--base={promconfig.PROMETHEUS_CONFIG}",
+        f"--secrets={secrets}",
+        "--rules=/etc/prometheus/rules",
+        f"--config={write_app_config(tmp_path, exporter=web)}",
+        f"--out={out}",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        compose_cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and PASSWORD not in err
+    assert not out.exists()
+
+
+def test_the_rendered_prometheus_config_passes_promtool(require_binary, tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    config = write_app_config(tmp_path)
+    rules = str(promconfig.PROMETHEUS_RULES_DIR)
+    for server in (None, "exporter", "api"):
+        if server:
+            write_login(secrets, server, "prometheus", PASSWORD)
+        out = render_prometheus(tmp_path, secrets, config, rules=rules)
+        result = subprocess.run(
+            [promtool, "check", "config", str(out)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 rule files found" in result.stdout
+    assert len(basic_auth(out)) == 2
 
 
 def test_the_app_reaches_mlflow_and_the_api_by_service_name(

@@ -27,7 +27,7 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from exporter import promconfig, stack  # noqa: E402
+from exporter import cli, promconfig, stack  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 from exporter.stack import Facts, ServiceSpec, StackError, Supervisor, plan_stack  # noqa: E402
 
@@ -229,52 +229,8 @@ def test_slack_is_on_only_with_its_secret_file() -> None:
     assert config["global"]["smtp_auth_password_file"] == "/work/secrets/smtp_password"
 
 
-def test_compose_alertmanager_config_is_valid_for_amtool(require_binary, tmp_path: Path) -> None:
-    amtool = require_binary("amtool")
-    base = promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)
-    for slack in (False, True):
-        config = stack.compose_alertmanager_config(
-            base,
-            slack=slack,
-            smtp_password=False,
-            smtp_smarthost="mailpit:1025",
-            smtp_require_tls=False,
-            templates_dir=str(promconfig.ALERTMANAGER_TEMPLATES_DIR),
-        )
-        assert config["global"]["smtp_smarthost"] == "mailpit:1025"
-        assert "smtp_auth_username" not in config["global"]
-        path = promconfig.write_config(config, tmp_path / f"am-{slack}.yml")
-        result = subprocess.run(
-            [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    assert base == promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)  # input untouched
-
-
-def test_render_alertmanager_command_writes_the_compose_config(tmp_path: Path) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    out = tmp_path / "run" / "alertmanager.yml"
-    args = [
-        "render-alertmanager",
-        f"--base={promconfig.ALERTMANAGER_CONFIG}",
-        f"--secrets={secrets}",
-        f"--out={out}",
-        "--smtp-smarthost=mailpit:1025",
-        "--smtp-no-tls",
-    ]
-    assert stack.main(args) == 0
-    config = yaml.safe_load(out.read_text())
-    assert config["global"]["smtp_require_tls"] is False
-    assert not any(r.get("slack_configs") for r in config["receivers"])
-    (secrets / "slack_webhook_url").write_text("https://example.invalid/hook\n")
-    assert stack.main(args) == 0
-    config = yaml.safe_load(out.read_text())
-    assert any(r.get("slack_configs") for r in config["receivers"])
-
-
 def test_up_parser_accepts_services_no_monitoring_and_ports() -> None:
-    parser = stack.build_parser()
+    parser = cli.build_parser()
     args = parser.parse_args(
         ["up", "--services", "api", "exporter", "--no-monitoring", "--port", "prometheus=9190"]
     )
@@ -417,10 +373,8 @@ def test_up_refuses_busy_ports_and_starts_nothing(tmp_path: Path) -> None:
 
 
 def up_command(*args: str) -> list[str]:
-    """`churn-monitor up ARGS` (`python -m exporter.stack up` until the CLI has `up`)."""
-    commands = stack._cli_commands()
-    entry = ["exporter"] if "up" in commands else ["exporter.stack"]
-    return [sys.executable, "-m", *entry, "up", *args]
+    """`churn-monitor up ARGS`."""
+    return [sys.executable, "-m", "exporter", "up", *args]
 
 
 @pytest.fixture

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import ssl
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import bcrypt
 import pytest
 
+from exporter import compose, promconfig
 from exporter.config import ConfigError
 from exporter.webconfig import load_web_config
 
@@ -160,3 +163,94 @@ def test_unreadable_web_config_exits_2_before_starting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "exporter.web_config_file: cannot read" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_prometheus_scrapes_the_exporter_with_the_rendered_password_file(
+    require_binary, tmp_path: Path
+) -> None:
+    """The compose renderer's basic_auth, on a real Prometheus and a real exporter: up
+    with the password file, 401 without credentials or once the file holds a wrong one
+    (Prometheus reads it at every scrape)."""
+    prometheus = require_binary("prometheus")
+    web = write_web_config(tmp_path, tls=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"exporter: {{web_config_file: {web}}}\n"
+        "performance_monitoring: {enabled: false}\noptuna: {enabled: false}\n"
+        f"history: {{url: 'sqlite:///{tmp_path}/h.db'}}\n"
+        f"data: {{reference_path: {tmp_path}/missing.parquet}}\n"
+    )
+    port, prom_port = free_port(), free_port()
+    password_file = tmp_path / "exporter_auth_password"
+    password_file.write_text(PASSWORD + "\n")  # as `echo` writes it: Prometheus trims it
+    local = promconfig.render_prometheus_config(
+        promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG),
+        exporter=f"127.0.0.1:{port}",
+        api=None,
+        alertmanager=None,
+        prometheus=f"127.0.0.1:{prom_port}",
+        rules_dir=promconfig.PROMETHEUS_RULES_DIR,
+        scrape_interval="1s",
+        evaluation_interval="1s",
+    )
+    login = compose.Credentials("prometheus", str(password_file))
+    rendered = compose.compose_prometheus_config(
+        local,
+        rules_dir=str(promconfig.PROMETHEUS_RULES_DIR),
+        auth={promconfig.JOB_EXPORTER: login},
+    )
+    bare = {"job_name": "no-credentials", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+    rendered["scrape_configs"].append(bare)
+    prom_config = promconfig.write_config(rendered, tmp_path / "prometheus.yml")
+    assert PASSWORD not in prom_config.read_text()
+
+    exporter = Process(
+        churn_monitor("run", "--mode", "continuous", "--port", str(port), "--config", str(config)),
+        tmp_path / "exporter.log",
+        cwd=tmp_path,
+    )
+    prom = Process(
+        [
+            prometheus,
+            f"--config.file={prom_config}",
+            f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        tmp_path / "prometheus.log",
+        cwd=tmp_path,
+    )
+
+    def targets() -> dict[str, dict[str, str]]:
+        url = f"http://127.0.0.1:{prom_port}/api/v1/targets"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            active = json.load(response)["data"]["activeTargets"]
+        return {t["labels"]["job"]: t for t in active}
+
+    def state(job: str, health: str, error: str = "") -> bool:
+        target = targets().get(job) or {}
+        return target.get("health") == health and error in target.get("lastError", "")
+
+    try:
+        wait_until(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, 60, "exporter")
+        wait_until(lambda: state("churn-exporter", "up"), 60, "churn-exporter up")
+        wait_until(lambda: state("no-credentials", "down", "401"), 60, "no-credentials 401")
+        query = urllib.parse.urlencode({"query": 'up{job="churn-exporter"} == 1'})
+        url = f"http://127.0.0.1:{prom_port}/api/v1/query?{query}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert len(json.load(response)["data"]["result"]) == 1
+        password_file.write_text("not-" + PASSWORD)
+        wait_until(lambda: state("churn-exporter", "down", "401"), 60, "churn-exporter 401")
+    finally:
+        prom.stop()
+        exporter.stop()
+    for log in (prom.output(), exporter.output()):
+        assert PASSWORD not in log
+
+
+def http_status(url: str) -> int:
+    """The status of a GET of `url` (any status; connection errors raise)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
