@@ -350,6 +350,104 @@ def test_openapi_documents_the_schema(client: TestClient) -> None:
     assert batch["maxItems"] == 20
 
 
+def _conforms(spec: dict[str, Any], component: str, instance: Any) -> bool:
+    """Whether `instance` is valid for ``#/components/schemas/<component>`` of `spec`."""
+    import jsonschema
+
+    schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
+    return jsonschema.Draft202012Validator(schema).is_valid(instance)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prediction_id": "no-such-id", "actual": 1},
+        {"customerID": "9999-ZZZZZ", "actual": "No"},
+        {"prediction_id": None, "customerID": "9999-ZZZZZ", "actual": 0},
+        {"prediction_id": "no-such-id", "customerID": None, "actual": "Yes"},
+        {"prediction_id": "no-such-id", "customerID": "9999-ZZZZZ", "actual": 1},
+        {"actual": 1},
+        {"prediction_id": None, "customerID": None, "actual": 1},
+    ],
+)
+def test_openapi_feedback_key_rule_is_what_the_api_enforces(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    spec = client.get("/openapi.json").json()
+    response = client.post("/feedback", json=body)
+    keys = [k for k in ("prediction_id", "customerID") if body.get(k) is not None]
+    assert _conforms(spec, "Feedback", body) == (len(keys) == 1)
+    if len(keys) == 1:
+        assert response.status_code == 404, response.text  # valid, but names nothing
+    else:
+        assert response.status_code == 422
+        assert "exactly one of prediction_id and customerID" in response.json()["message"]
+
+
+def test_openapi_declares_each_status_with_the_body_the_api_sends(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    declared = {
+        f"{method.upper()} {path}": set(operation["responses"])
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    }
+    scoring = {"200", "400", "413", "415", "422", "500", "503"}
+    assert declared == {
+        "POST /predict": scoring,
+        "POST /predict/batch": scoring,
+        "POST /feedback": {"201", "400", "404", "413", "415", "422", "503"},
+        "GET /health": {"200", "503"},
+        "GET /model": {"200", "503"},
+        "GET /metrics": {"200"},
+    }
+    assert "securitySchemes" not in spec["components"] and "security" not in spec
+    batch = spec["paths"]["/predict/batch"]["post"]["responses"]
+    assert "api.max_batch" in batch["413"]["description"]
+    answers = {
+        413: client.post("/predict/batch", json={"customers": customers(21)}),
+        422: client.post("/predict", json=customer(tenure=-1)),
+        400: client.post("/predict", content=b"{", headers={"content-type": "application/json"}),
+        415: client.post("/feedback", content=b"{}", headers={"content-type": "text/plain"}),
+        404: client.post("/feedback", json={"prediction_id": "no-such-id", "actual": 1}),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status, response.text
+        operation = response.request.url.path
+        schema = spec["paths"][operation]["post"]["responses"][str(status)]["content"]
+        component = schema["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        assert component == ("ValidationErrorBody" if status == 422 else "ErrorBody")
+        assert _conforms(spec, component, response.json()), (status, response.text)
+
+
+def test_openapi_declares_basic_auth_when_users_are_configured(
+    api_config: Any, stand_in: StandInRegistry
+) -> None:
+    import bcrypt
+
+    from exporter.webconfig import WebConfig
+
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4))
+    web = WebConfig(users={"scorer": hashed})
+    app = create_app(api_config, model_loader=stand_in.load, model_watch=stand_in.watch, web=web)
+    spec = app.openapi()
+    assert spec["components"]["securitySchemes"] == {
+        "basicAuth": {"type": "http", "scheme": "basic"}
+    }
+    assert spec["security"] == [{"basicAuth": []}]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if path == "/health":  # open for liveness probes (webconfig.OPEN_PATHS)
+                assert operation["security"] == [] and "401" not in operation["responses"]
+            else:
+                assert "security" not in operation, (method, path)  # the document's
+                assert "401" in operation["responses"], (method, path)
+    with TestClient(app) as test_client:
+        refused = test_client.get("/model")
+        assert refused.status_code == 401
+        assert _conforms(spec, "ErrorBody", refused.json())
+        assert test_client.get("/model", auth=("scorer", "secret")).status_code == 200
+
+
 # ------------------------------------------------------------------ model switch
 
 

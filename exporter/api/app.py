@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from pydantic_core import to_json
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__, predlog
 from ..config import MonitoringConfig
-from ..webconfig import WebConfig, load_web_config
+from ..webconfig import OPEN_PATHS, WebConfig, load_web_config
 from . import errors
 from .auth import BasicAuthMiddleware
 from .bodylimit import BodySizeLimitMiddleware
@@ -40,11 +41,13 @@ from .metrics import ApiMetrics, RequestMetricsMiddleware
 from .models import (
     BatchResponse,
     Customer,
+    ErrorBody,
     Feedback,
     FeedbackResponse,
     Health,
     ModelInfo,
     Prediction,
+    ValidationErrorBody,
     batch_request_model,
 )
 from .scoring import ModelNotReady, Scored, Scorer
@@ -62,13 +65,47 @@ MODEL_WAIT_SECONDS = 30.0
 
 T = TypeVar("T")
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed JSON"},
-    413: {"description": "body over api.max_body_bytes, or batch over api.max_batch"},
-    415: {"description": "body not sent as application/json"},
-    422: {"description": "invalid field; `message` names each one"},
-    503: {"description": "no model loaded, or the prediction log unavailable"},
+#: An OpenAPI ``responses`` mapping: status -> description and body model.
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _answer(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, Any]:
+    """One declared answer: its description and the model of its JSON body."""
+    return {"description": description, "model": model}
+
+
+#: What every route with a JSON body may answer before it runs (see `errors`).
+_BODY_ERRORS: Responses = {
+    400: _answer("malformed JSON"),
+    413: _answer("body over api.max_body_bytes"),
+    415: _answer("body not sent as application/json"),
+    422: _answer("invalid field; `message` names each one", ValidationErrorBody),
 }
+_SCORING_ERRORS: Responses = {
+    **_BODY_ERRORS,
+    500: _answer("the model failed to score the customers"),
+    503: _answer("no model loaded, or the prediction log unavailable"),
+}
+_AUTH_SCHEME = "basicAuth"
+
+
+def _declare_basic_auth(app: FastAPI) -> None:
+    """Add HTTP basic auth to `app`'s OpenAPI document: the scheme, required by every
+    operation but those on ``webconfig.OPEN_PATHS`` (as `BasicAuthMiddleware` does)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[_AUTH_SCHEME] = {"type": "http", "scheme": "basic"}
+            spec["security"] = [{_AUTH_SCHEME: []}]
+            for path in OPEN_PATHS & spec.get("paths", {}).keys():
+                for operation in spec["paths"][path].values():
+                    operation["security"] = []
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _prediction(served: Served, scored: Scored) -> dict[str, Any]:
@@ -292,14 +329,37 @@ def create_app(
     errors.install(app)
 
     BatchRequest = batch_request_model(api.max_batch)
+    # With users, every route but OPEN_PATHS answers 401 first (BasicAuthMiddleware).
+    auth: Responses = (
+        {401: _answer("no or wrong credentials (HTTP basic auth, api.web_config_file)")}
+        if web.users
+        else {}
+    )
+    batch_errors: Responses = {
+        **_SCORING_ERRORS,
+        413: _answer(
+            f"body over api.max_body_bytes, or more than {api.max_batch} customers "
+            "(api.max_batch, the maxItems of `customers`)"
+        ),
+    }
 
-    @app.post("/predict", response_model=Prediction, responses=_ERRORS, tags=["predict"])
+    @app.post(
+        "/predict",
+        response_model=Prediction,
+        responses={**auth, **_SCORING_ERRORS},
+        tags=["predict"],
+    )
     async def predict(customer: Customer) -> Response:
         """Churn probability of one customer; the prediction is logged before the answer."""
         served, scored = await scorer.score([customer])
         return _json(_prediction(served, scored[0]))
 
-    @app.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS, tags=["predict"])
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        responses={**auth, **batch_errors},
+        tags=["predict"],
+    )
     async def predict_batch(
         body: BatchRequest,  # type: ignore[valid-type]
         log_rows: Annotated[
@@ -331,7 +391,12 @@ def create_app(
         "/feedback",
         response_model=FeedbackResponse,
         status_code=201,
-        responses={404: {"description": "no such prediction or customer"}, **_ERRORS},
+        responses={
+            **auth,
+            404: _answer("no such prediction or customer"),
+            **_BODY_ERRORS,
+            503: _answer("the prediction log unavailable"),
+        },
         tags=["predict"],
     )
     def feedback(body: Feedback) -> FeedbackResponse:
@@ -374,7 +439,7 @@ def create_app(
     @app.get(
         "/model",
         response_model=ModelInfo,
-        responses={503: {"description": "no model loaded"}},
+        responses={**auth, 503: _answer("no model loaded")},
         tags=["service"],
     )
     async def model() -> ModelInfo:
@@ -384,7 +449,15 @@ def create_app(
             raise ModelNotReady(holder.error or "no model is loaded")
         return _model_info(served)
 
-    @app.get("/metrics", tags=["service"], response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={
+            **auth,
+            200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        },
+    )
     def prometheus_metrics() -> Response:
         """Prometheus text exposition of the `churn_api_*` families."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -393,6 +466,8 @@ def create_app(
     async def root(request: Request) -> dict[str, str]:
         return {"service": "churn-monitor prediction API", "docs": "/docs", "health": "/health"}
 
+    if web.users:
+        _declare_basic_auth(app)
     known = {route.path for route in app.routes if hasattr(route, "path")}
     # The last added runs first: metrics see every answer, including 401 and 413, and
     # a request without credentials is refused before its body is read.

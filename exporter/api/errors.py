@@ -8,7 +8,8 @@ Every error body has ``detail``; validation errors keep FastAPI's list of
 Status codes: 400 malformed JSON, 415 a body not sent as JSON, 422 schema errors
 (including an empty body), 413 a batch over ``api.max_batch``, 404 feedback for an
 unknown prediction, 503 no model or the prediction log unavailable, 500 a model that
-raised or another server fault.
+raised or another server fault. The routes declare each of these in the OpenAPI
+document with its body (``models.ErrorBody``, ``models.ValidationErrorBody``).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from .. import schema
@@ -134,7 +135,16 @@ def batch_request_model(max_batch: int) -> type[BaseModel]:
 
         model_config = ConfigDict(extra="forbid", frozen=True)
 
-        customers: Annotated[list[Customer], Field(min_length=1, max_length=max_batch)]
+        customers: Annotated[
+            list[Customer],
+            Field(
+                min_length=1,
+                max_length=max_batch,
+                description=(
+                    f"1 to {max_batch} customers (api.max_batch); more is answered 413, not 422"
+                ),
+            ),
+        ]
 
     return BatchRequest
 
@@ -159,8 +169,17 @@ class BatchResponse(BaseModel):
     predictions: list[Prediction]
 
 
+#: The feedback key rule in JSON Schema: exactly one of the two keys is a string (a key
+#: that is absent or null names nothing, as in `Feedback._one_key`).
+_ONE_FEEDBACK_KEY: list[dict[str, Any]] = [
+    {"required": [key], "properties": {key: {"type": "string"}}}
+    for key in ("prediction_id", "customerID")
+]
+
+
 class Feedback(BaseModel):
-    """The true outcome of a prediction, named by its id or by the customer.
+    """The true outcome of a prediction, named by its id or by the customer: exactly one
+    of ``prediction_id`` and ``customerID`` (the other absent or null).
 
     With ``customerID`` the label applies to that customer's latest prediction.
     """
@@ -168,7 +187,13 @@ class Feedback(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [{"prediction_id": "0b6b…", "actual": "Yes"}]},
+        json_schema_extra={
+            "oneOf": _ONE_FEEDBACK_KEY,
+            "examples": [
+                {"prediction_id": "0b6b1d3e-5f0a-4c1e-9a57-2f4e8c0d9b31", "actual": "Yes"},
+                {"customerID": "7590-VHVEG", "actual": 0},
+            ],
+        },
     )
 
     prediction_id: Annotated[str, Field(min_length=1, max_length=36)] | None = None
@@ -186,6 +211,35 @@ class Feedback(BaseModel):
     @property
     def label(self) -> int:
         return 1 if self.actual in (1, "Yes") else 0
+
+
+Scalar = str | int | float | bool | None
+
+
+class FieldError(BaseModel):
+    """One invalid field of a 422 answer, as pydantic reports it."""
+
+    type: str = Field(description="pydantic's error type, such as missing or too_long")
+    loc: list[str | int] = Field(description='where, such as ["body", "customers", 3, "tenure"]')
+    msg: str
+    input: Scalar = Field(default=None, description="the value given, when it is a scalar")
+    ctx: dict[str, Scalar] | SkipJsonSchema[None] = None
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422 answer: every invalid field, and one line naming them."""
+
+    detail: list[FieldError]
+    message: str = Field(description="each invalid field as `path: problem (got value)`")
+
+
+class ErrorBody(BaseModel):
+    """Any other error answer (400, 401, 404, 413, 415, 500, 503): what went wrong."""
+
+    detail: str
+    message: str | SkipJsonSchema[None] = Field(
+        default=None, description="the same text (400, 413 for a batch, 415)"
+    )
 
 
 class FeedbackResponse(BaseModel):
