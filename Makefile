@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The demo: synthetic data, a trained champion, then the whole stack as local processes
 # with drifting traffic (configs/monitoring/demo.yaml). Ctrl-C stops every process.
 DEMO_CONFIG := configs/monitoring/demo.yaml
-DEMO_SERVICES := mlflow optuna-dashboard api exporter ui prometheus alertmanager simulator
+DEMO_SERVICES := mlflow optuna-dashboard api exporter ui sinks prometheus alertmanager simulator
 
 run: $(STAMP)
 	$(BIN)/churn-monitor setup --config $(DEMO_CONFIG)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -237,6 +238,47 @@ def cmd_history(args: argparse.Namespace, config: MonitoringConfig) -> int:
     return 0
 
 
+def cmd_sinks(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from .outbox import Outbox, Sinks
+
+    outbox = Outbox(args.dir or config.stack.outbox_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        sinks = Sinks(outbox, args.host, args.smtp_port, args.port).start()
+    except OSError as err:
+        print(f"churn-monitor sinks: cannot listen: {err.strerror or err}", file=sys.stderr)
+        return 1
+    log.info(
+        "sinks: SMTP on %s:%d, Slack webhook on http://%s:%d/slack, storing in %s",
+        args.host,
+        args.smtp_port,
+        args.host,
+        args.port,
+        outbox.root,
+    )
+    stop.wait()
+    sinks.stop()
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from .outbox import Outbox, format_list, message_text
+
+    outbox = Outbox(args.dir or config.stack.outbox_dir)
+    if args.message is None:
+        print(format_list(outbox.messages()))
+        return 0
+    try:
+        message = outbox.find(args.message)
+    except LookupError as err:
+        raise UsageError(f"MESSAGE: {err}") from None
+    print(f"{message.channel} {message.id} ({message.path})")
+    print(message_text(message), end="")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -342,6 +384,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_positive_float, metavar="HOURS", help="only the last HOURS")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser(
+        "sinks",
+        help="run the local email (SMTP) and Slack sinks that `up` sends notifications to",
+    )
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8025, help="Slack webhook port (default: 8025)")
+    p.add_argument("--smtp-port", type=_port, default=1025, help="SMTP port (default: 1025)")
+    p.add_argument("--dir", help="where to store messages (default: stack.outbox_dir)")
+    p.set_defaults(func=cmd_sinks)
+
+    p = sub.add_parser("outbox", help="list the notifications the local sinks received")
+    _common(p)
+    p.add_argument(
+        "message",
+        nargs="?",
+        metavar="MESSAGE",
+        help="show this message in full: its number in the list, or its id",
+    )
+    p.add_argument("--dir", help="the outbox folder (default: stack.outbox_dir)")
+    p.set_defaults(func=cmd_outbox)
 
     _common(add_up_parser(sub))
     return parser

@@ -225,6 +225,41 @@ class RetrainingConfig(_Strict):
     challenger_alias: Annotated[str, Field(min_length=1)] = "challenger"
 
 
+#: A Prometheus duration: ``15s``, ``1m30s``, ``500ms``.
+Duration = Annotated[str, Field(pattern=r"^(\d+(ms|s|m|h|d|w|y))+$")]
+#: The servers of `churn-monitor up` whose port this section may set (the API's and the
+#: exporter's are in their own sections).
+StackPort = Literal[
+    "mlflow", "optuna-dashboard", "ui", "prometheus", "alertmanager", "sinks", "sinks-smtp"
+]
+
+
+class StackConfig(_Strict):
+    """`churn-monitor up`: ports, the local notification sinks and the alerting timers.
+
+    Only the local stack reads this section. Compose runs Prometheus and Alertmanager on
+    the shipped files, as they are.
+    """
+
+    #: Port overrides, e.g. ``{prometheus: 9190}``; ``--port`` on the command line wins.
+    ports: dict[StackPort, Port] = {}
+    #: Where `churn-monitor sinks` stores email (``email/*.eml``) and Slack posts
+    #: (``slack/*.json``); `churn-monitor outbox` reads it.
+    outbox_dir: str = "data/outbox"
+    #: Prometheus' scrape and rule-evaluation intervals (null: prometheus.yml's).
+    scrape_interval: Duration | None = None
+    evaluation_interval: Duration | None = None
+    #: Every alert rule's ``for:`` is multiplied by this (1: the shipped rules as they
+    #: are). A demo or a test shortens them all and keeps their proportions.
+    alert_for_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    #: Prometheus' --rules.alert.resend-delay (null: Prometheus' default, 1m).
+    alert_resend_delay: Duration | None = None
+    #: Alertmanager's timers on every route (null: alertmanager.yml's).
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+
+
 class LoggingConfig(_Strict):
     level: LogLevel = "INFO"
 
@@ -242,6 +277,7 @@ class MonitoringConfig(_Strict):
     simulator: SimulatorConfig = SimulatorConfig()
     history: HistoryConfig = HistoryConfig()
     retraining: RetrainingConfig = RetrainingConfig()
+    stack: StackConfig = StackConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

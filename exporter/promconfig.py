@@ -191,6 +191,34 @@ def shorten_rule_durations(rules: Mapping[str, Any], max_for: str) -> dict[str, 
     return result
 
 
+def format_duration(seconds: float) -> str:
+    """A Prometheus duration for ``seconds``, in the largest unit that is exact:
+    ``2m``, ``90s``, ``1500ms`` (rounded to the millisecond)."""
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {seconds}")
+    millis = max(1, round(seconds * 1000))
+    if millis % 60_000 == 0:
+        return f"{millis // 60_000}m"
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def scale_rule_durations(rules: Mapping[str, Any], factor: float) -> dict[str, Any]:
+    """Return ``rules`` (a parsed rules file) with every ``for:`` multiplied by ``factor``.
+
+    What a demo or a test of the whole stack does to wait seconds instead of minutes
+    while keeping the rules' proportions (the critical drift twin still waits twice as
+    long as the warning). Only ``for:`` changes.
+    """
+    if not 0 < factor <= 1:
+        raise ValueError(f"the factor must be in (0, 1], got {factor}")
+    result: dict[str, Any] = copy.deepcopy(dict(rules))
+    for group in result.get("groups") or []:
+        for rule in group.get("rules") or []:
+            if rule.get("for") is not None:
+                rule["for"] = format_duration(duration_seconds(str(rule["for"])) * factor)
+    return result
+
+
 def write_short_rules(
     target_dir: str | os.PathLike[str],
     *,
@@ -308,6 +336,25 @@ def without_slack(config: Mapping[str, Any]) -> dict[str, Any]:
     (result.get("global") or {}).pop("slack_api_url_file", None)
     for receiver in result.get("receivers") or []:
         receiver.pop("slack_configs", None)
+    return result
+
+
+def to_local_sinks(
+    config: Mapping[str, Any], *, smtp_smarthost: str, slack_url: str
+) -> dict[str, Any]:
+    """Return ``config`` (an Alertmanager config) delivering to local sinks.
+
+    Email goes to ``smtp_smarthost`` without TLS or authentication, Slack to
+    ``slack_url`` (a local URL, no secret: it replaces ``slack_api_url_file``).
+    Routes, receivers, inhibition and templates stay as they are.
+    """
+    result: dict[str, Any] = copy.deepcopy(dict(config))
+    glob = result.setdefault("global", {})
+    glob["smtp_smarthost"] = _check_target("smtp_smarthost", smtp_smarthost)
+    glob["smtp_require_tls"] = False
+    for key in ("smtp_auth_username", "smtp_auth_password_file", "slack_api_url_file"):
+        glob.pop(key, None)
+    glob["slack_api_url"] = slack_url
     return result
 
 

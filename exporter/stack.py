@@ -37,13 +37,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from . import promconfig
-from .config import CONFIG_ENV, DEFAULT_CONFIG_PATH, MonitoringConfig
+from .config import CONFIG_ENV, DEFAULT_CONFIG_PATH, MonitoringConfig, StackConfig
 from .dburl import sqlite_file
+from .outbox import HEALTH_PATH, SLACK_PATH
 
 #: Every service `up` knows, in start order.
 SERVICES: tuple[str, ...] = (
@@ -53,6 +54,7 @@ SERVICES: tuple[str, ...] = (
     "api",
     "exporter",
     "ui",
+    "sinks",
     "alertmanager",
     "prometheus",
     "simulator",
@@ -60,15 +62,18 @@ SERVICES: tuple[str, ...] = (
 #: What `up` starts without ``--services``: everything but the traffic simulator.
 DEFAULT_SERVICES: tuple[str, ...] = tuple(s for s in SERVICES if s != "simulator")
 #: What ``--no-monitoring`` leaves out.
-MONITORING_SERVICES: tuple[str, ...] = ("exporter", "prometheus", "alertmanager")
+MONITORING_SERVICES: tuple[str, ...] = ("exporter", "sinks", "prometheus", "alertmanager")
 
-#: The design's ports (DESIGN.md); api, exporter and ui come from their config sections.
+#: The design's ports (DESIGN.md); `sinks` is the local Slack webhook (and health),
+#: `sinks-smtp` the local SMTP server (Mailpit's ports).
 DEFAULT_PORTS: dict[str, int] = {
     "mlflow": 5000,
     "optuna-dashboard": 8080,
     "api": 8000,
     "exporter": 9108,
     "ui": 8501,
+    "sinks": 8025,
+    "sinks-smtp": 1025,
     "prometheus": 9090,
     "alertmanager": 9093,
 }
@@ -125,6 +130,8 @@ class ServiceSpec:
     #: Command lines run one after the other (several only for a one-shot).
     steps: tuple[tuple[str, ...], ...]
     port: int | None = None
+    #: Other ports it listens on (checked free before anything starts).
+    extra_ports: tuple[int, ...] = ()
     #: Polled until it answers 200 (servers only).
     health_url: str | None = None
     #: Where a person goes (the table `up` prints).
@@ -182,22 +189,13 @@ def service_ports(
 ) -> dict[str, int]:
     """Port of each server: the design's defaults, then the config, then `overrides`.
 
-    ``api.port`` and ``exporter.port`` come from their sections; an optional ``ui``
-    section's ``port`` and an optional ``stack`` section's ``<service>_port`` fields
-    (``mlflow_port``, ``optuna_dashboard_port``, ``prometheus_port``,
-    ``alertmanager_port``) are honoured when the config has them.
+    ``api.port`` and ``exporter.port`` come from their sections, the others from
+    ``stack.ports``.
     """
     ports = dict(DEFAULT_PORTS)
     ports["api"] = config.api.port
     ports["exporter"] = config.exporter.port
-    ui = getattr(config, "ui", None)
-    if ui is not None and getattr(ui, "port", None) is not None:
-        ports["ui"] = int(ui.port)
-    stack = getattr(config, "stack", None)
-    for name in DEFAULT_PORTS:
-        value = getattr(stack, f"{name.replace('-', '_')}_port", None) if stack else None
-        if value is not None:
-            ports[name] = int(value)
+    ports.update(config.stack.ports)
     for name, port in (overrides or {}).items():
         if name not in DEFAULT_PORTS:
             raise StackError(
@@ -210,6 +208,56 @@ def service_ports(
 def _absolute(path: str, workdir: Path) -> Path:
     candidate = Path(path)
     return candidate if candidate.is_absolute() else workdir / candidate
+
+
+def stack_alertmanager_config(
+    base: Mapping[str, Any],
+    stack: StackConfig,
+    *,
+    webhook_url: str,
+    sinks: tuple[str, str] | None,
+    secrets_dir: Path,
+    secrets: Iterable[str],
+) -> dict[str, Any]:
+    """alertmanager.yml for `up`: the history webhook at the local exporter; email and
+    Slack to the local sinks (``sinks`` = SMTP host:port and Slack URL) when they run,
+    else to the relay and webhook of the shipped file with the secrets of
+    `secrets_dir`; the ``stack`` section's timers. Routes, receivers, inhibition and
+    templates are the shipped ones."""
+    if sinks is None:
+        rendered = local_alertmanager_config(
+            base, webhook_url=webhook_url, secrets_dir=secrets_dir, secrets=secrets
+        )
+    else:
+        smtp, slack = sinks
+        rendered = promconfig.to_local_sinks(
+            promconfig.render_alertmanager_config(
+                base, webhook_url=webhook_url, templates_dir=promconfig.ALERTMANAGER_TEMPLATES_DIR
+            ),
+            smtp_smarthost=smtp,
+            slack_url=slack,
+        )
+    return promconfig.render_alertmanager_config(
+        rendered,
+        group_wait=stack.group_wait,
+        group_interval=stack.group_interval,
+        repeat_interval=stack.repeat_interval,
+    )
+
+
+def scaled_rules(target_dir: Path, factor: float) -> dict[Path, dict[str, Any]]:
+    """The repository's rule files with every ``for:`` times ``factor``: path -> rules."""
+    return {
+        target_dir / source.name: promconfig.scale_rule_durations(
+            promconfig.load_yaml(source), factor
+        )
+        for source in sorted(promconfig.PROMETHEUS_RULES_DIR.glob("*.yml"))
+    }
+
+
+def grace_period(factor: float) -> str:
+    """Prometheus' --rules.alert.for-grace-period: 1m, scaled like the rules' ``for:``."""
+    return promconfig.format_duration(60 * factor)
 
 
 def local_alertmanager_config(
@@ -294,6 +342,9 @@ def plan_stack(
             skipped.append((name, reason))
         else:
             available.append(name)
+    if "sinks" in available and "alertmanager" not in available:
+        available.remove("sinks")
+        skipped.append(("sinks", "Alertmanager is not started: nothing would send to them"))
 
     def server(
         name: str, argv: Sequence[str], health: str, path: str = "", **extra: Any
@@ -348,12 +399,23 @@ def plan_stack(
             }
             argv = cli("ui", "--port", str(port[name]))
             specs.append(server(name, argv, "/_stcore/health", env=env))
+        elif name == "sinks":
+            argv = cli("sinks", *listen(name), "--smtp-port", str(port["sinks-smtp"]))
+            spec = server(name, argv, HEALTH_PATH, SLACK_PATH, ready_timeout=60.0)
+            specs.append(replace(spec, extra_ports=(port["sinks-smtp"],)))
         elif name == "alertmanager":
             assert facts.alertmanager_base is not None
             path = run / "alertmanager.yml"
-            files[path] = local_alertmanager_config(
+            sinks = (
+                (f"{LOCAL_HOST}:{port['sinks-smtp']}", local("sinks", SLACK_PATH))
+                if "sinks" in available
+                else None
+            )
+            files[path] = stack_alertmanager_config(
                 facts.alertmanager_base,
+                config.stack,
                 webhook_url=local("exporter", "/alerts/webhook"),
+                sinks=sinks,
                 secrets_dir=secrets,
                 secrets=facts.secrets,
             )
@@ -367,19 +429,28 @@ def plan_stack(
             assert facts.prometheus_base is not None
             path = run / "prometheus.yml"
             manager = "alertmanager" in available
+            rules_dir = promconfig.PROMETHEUS_RULES_DIR
+            if config.stack.alert_for_scale != 1:
+                rules_dir = run / "rules"
+                files.update(scaled_rules(rules_dir, config.stack.alert_for_scale))
             files[path] = promconfig.render_prometheus_config(
                 facts.prometheus_base,
                 exporter=f"{LOCAL_HOST}:{port['exporter']}",
                 api=f"{LOCAL_HOST}:{port['api']}" if "api" in available else None,
                 alertmanager=f"{LOCAL_HOST}:{port['alertmanager']}" if manager else None,
                 prometheus=f"{LOCAL_HOST}:{port[name]}",
-                rules_dir=promconfig.PROMETHEUS_RULES_DIR,
+                rules_dir=rules_dir,
+                scrape_interval=config.stack.scrape_interval,
+                evaluation_interval=config.stack.evaluation_interval,
             )
             exe = binary("prometheus") or "prometheus"
             storage_flag = f"--storage.tsdb.path={run / 'prometheus-data'}"
-            # Below every rule's `for:`, so a restart restores firing alerts (docs/runbook.md).
-            grace = "--rules.alert.for-grace-period=1m"
+            # Below every rule's `for:`, so a restart restores firing alerts (docs/runbook.md);
+            # never above the shortest `for:` a scaled demo or test runs with.
+            grace = f"--rules.alert.for-grace-period={grace_period(config.stack.alert_for_scale)}"
             argv = (exe, f"--config.file={path}", storage_flag, grace, web(name))
+            if config.stack.alert_resend_delay:
+                argv = (*argv, f"--rules.alert.resend-delay={config.stack.alert_resend_delay}")
             specs.append(server(name, argv, "/-/ready", ready_timeout=60.0))
         elif name == "simulator":
             sim = config.simulator
@@ -765,10 +836,15 @@ def up(
     if not plan.services:
         say("nothing to start")
         return 1
-    busy = [s for s in plan.services if s.port is not None and port_in_use(LOCAL_HOST, s.port)]
+    busy = [
+        (spec, number)
+        for spec in plan.services
+        for number in ((spec.port,) if spec.port is not None else ()) + spec.extra_ports
+        if port_in_use(LOCAL_HOST, number)
+    ]
     if busy:
-        for spec in busy:
-            say(f"{spec.name}: port {spec.port} on {LOCAL_HOST} is already in use")
+        for spec, number in busy:
+            say(f"{spec.name}: port {number} on {LOCAL_HOST} is already in use")
         say("nothing started (free the ports, or set other ones in the config or with --port)")
         return 1
     for path, content in plan.files.items():
@@ -849,6 +925,8 @@ def _run(
     say("")
     say(format_table(plan, workdir, status))
     say("")
+    if status.get("sinks") == "ready":
+        say("Email and Slack notifications land in the local outbox: `churn-monitor outbox`.")
     say("Ctrl-C (or SIGTERM) stops everything.")
     while True:
         supervisor.check()
@@ -892,9 +970,9 @@ def add_up_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "up",
         help="start the whole stack as local processes (Ctrl-C stops it)",
-        description="Start MLflow, the Optuna dashboard, the API, the exporter, the UI, "
-        "Prometheus and Alertmanager as local processes, like `docker compose up`; logs "
-        "in logs/<service>.log; Ctrl-C or SIGTERM stops every one.",
+        description="Start MLflow, the Optuna dashboard, the API, the exporter, the UI, the "
+        "local email and Slack sinks, Prometheus and Alertmanager as local processes, like "
+        "`docker compose up`; logs in logs/<service>.log; Ctrl-C or SIGTERM stops every one.",
     )
     parser.add_argument(
         "--services",

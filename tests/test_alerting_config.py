@@ -639,3 +639,48 @@ def test_duration_seconds(text: str, seconds: float) -> None:
 def test_duration_seconds_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         promconfig.duration_seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(120, "2m"), (90, "90s"), (1.2, "1200ms"), (0.0004, "1ms"), (3600, "60m")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert promconfig.format_duration(seconds) == text
+    assert promconfig.duration_seconds(text) == pytest.approx(max(seconds, 0.001))
+
+
+def test_scale_rule_durations_keeps_everything_but_for() -> None:
+    rules = promconfig.load_yaml(ALERTS_FILE)
+    scaled = promconfig.scale_rule_durations(rules, 0.5)
+    for group, original in zip(scaled["groups"], rules["groups"], strict=True):
+        for rule, before in zip(group["rules"], original["rules"], strict=True):
+            assert promconfig.duration_seconds(rule["for"]) == pytest.approx(
+                promconfig.duration_seconds(before["for"]) / 2
+            )
+            assert {**rule, "for": before["for"]} == before
+    assert promconfig.scale_rule_durations(rules, 1) == rules
+    with pytest.raises(ValueError, match="factor"):
+        promconfig.scale_rule_durations(rules, 0)
+
+
+def test_to_local_sinks_replaces_relay_and_secrets_only(amtool: str, tmp_path: Path) -> None:
+    base = promconfig.load_yaml(ALERTMANAGER_FILE)
+    local = promconfig.to_local_sinks(
+        base, smtp_smarthost="127.0.0.1:1025", slack_url="http://127.0.0.1:8025/slack"
+    )
+    assert local["global"] == {
+        **{k: v for k, v in base["global"].items() if "auth" not in k and "_file" not in k},
+        "smtp_smarthost": "127.0.0.1:1025",
+        "smtp_require_tls": False,
+        "slack_api_url": "http://127.0.0.1:8025/slack",
+    }
+    assert {k: v for k, v in local.items() if k != "global"} == {
+        k: v for k, v in base.items() if k != "global"
+    }
+    rendered = promconfig.render_alertmanager_config(
+        local, templates_dir=promconfig.ALERTMANAGER_TEMPLATES_DIR
+    )
+    ok(run(amtool, "check-config", promconfig.write_config(rendered, tmp_path / "am.yml")))
+    with pytest.raises(ValueError, match="smtp_smarthost"):
+        promconfig.to_local_sinks(base, smtp_smarthost="smtp://x:1", slack_url="http://x/")

@@ -16,7 +16,6 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +24,6 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from exporter import cli, promconfig, stack  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
@@ -85,6 +83,7 @@ def test_default_plan_starts_everything_but_the_simulator_with_one_config() -> N
         "api",
         "exporter",
         "ui",
+        "sinks",
         "alertmanager",
         "prometheus",
     ]
@@ -117,6 +116,7 @@ def test_default_plan_starts_everything_but_the_simulator_with_one_config() -> N
         "api": "http://127.0.0.1:8000/docs",
         "exporter": "http://127.0.0.1:9108/metrics",
         "ui": "http://127.0.0.1:8501",
+        "sinks": "http://127.0.0.1:8025/slack",
         "alertmanager": "http://127.0.0.1:9093",
         "prometheus": "http://127.0.0.1:9090",
     }
@@ -160,6 +160,7 @@ def test_missing_binaries_and_commands_are_left_out_with_a_reason() -> None:
     assert "apt-get install prometheus-alertmanager" in reasons["alertmanager"]
     assert "pip install optuna-dashboard" in reasons["optuna-dashboard"]
     assert "`churn-monitor ui` is not available" in reasons["ui"]
+    assert "Alertmanager is not started" in reasons["sinks"]
     upstream = plan(
         binaries={**ALL_BINARIES, "prometheus-alertmanager": None, "alertmanager": "/x"}
     )
@@ -200,21 +201,15 @@ def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
         plan(ports={"grafana": 3001})
 
 
-def test_service_ports_honour_optional_config_sections() -> None:
-    config = parse_config({"api": {"port": 18000}})
-    with_sections = SimpleNamespace(
-        api=config.api,
-        exporter=config.exporter,
-        ui=SimpleNamespace(port=18501),
-        stack=SimpleNamespace(prometheus_port=19090, mlflow_port=None),
-    )
-    ports = stack.service_ports(with_sections, {"alertmanager": 19093})  # type: ignore[arg-type]
+def test_service_ports_come_from_the_stack_section_then_the_command_line() -> None:
+    config = parse_config({"api": {"port": 18000}, "stack": {"ports": {"ui": 18501}}})
+    ports = stack.service_ports(config, {"alertmanager": 19093, "sinks-smtp": 11025})
     assert ports == {
         **stack.DEFAULT_PORTS,
         "api": 18000,
         "ui": 18501,
-        "prometheus": 19090,
         "alertmanager": 19093,
+        "sinks-smtp": 11025,
     }
 
 
@@ -227,6 +222,86 @@ def test_slack_is_on_only_with_its_secret_file() -> None:
     assert any(r.get("slack_configs") for r in config["receivers"])
     assert config["global"]["slack_api_url_file"] == "/work/secrets/slack_webhook_url"
     assert config["global"]["smtp_auth_password_file"] == "/work/secrets/smtp_password"
+
+
+def test_with_the_sinks_alertmanager_delivers_to_them_and_keeps_the_shipped_routing() -> None:
+    p = plan(["sinks", "alertmanager"], secrets=frozenset({"slack_webhook_url", "smtp_password"}))
+    sinks = by_name(p)["sinks"]
+    assert sinks.argv[3:] == (
+        "sinks",
+        "--config",
+        "/work/cfg.yaml",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8025",
+        "--smtp-port",
+        "1025",
+    )
+    assert sinks.health_url == "http://127.0.0.1:8025/-/healthy"
+    assert sinks.port == 8025 and sinks.extra_ports == (1025,)
+    config = p.files[Path("/work/data/stack/alertmanager.yml")]
+    glob = config["global"]
+    assert glob["smtp_smarthost"] == "127.0.0.1:1025" and glob["smtp_require_tls"] is False
+    assert glob["slack_api_url"] == "http://127.0.0.1:8025/slack"
+    for secret in ("smtp_auth_password_file", "slack_api_url_file", "smtp_auth_username"):
+        assert secret not in glob  # the sinks win over secret files: nothing to read
+    shipped = promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG)
+    assert config["route"] == shipped["route"]
+    assert config["inhibit_rules"] == shipped["inhibit_rules"]
+    assert [r["name"] for r in config["receivers"]] == [r["name"] for r in shipped["receivers"]]
+    assert any(r.get("slack_configs") for r in config["receivers"])
+
+
+def test_the_stack_section_sets_the_alerting_timers() -> None:
+    raw = {
+        "stack": {
+            "scrape_interval": "1s",
+            "evaluation_interval": "1s",
+            "alert_for_scale": 0.01,
+            "alert_resend_delay": "1s",
+            "group_wait": "1s",
+            "group_interval": "2s",
+            "repeat_interval": "1h",
+        }
+    }
+    p = plan(["exporter", "alertmanager", "prometheus"], raw=raw)
+    prom = p.files[Path("/work/data/stack/prometheus.yml")]
+    assert prom["global"]["scrape_interval"] == prom["global"]["evaluation_interval"] == "1s"
+    assert prom["rule_files"] == [
+        "/work/data/stack/rules/" + Path(r).name
+        for r in promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG)["rule_files"]
+    ]
+    alerts = p.files[Path("/work/data/stack/rules/churn_alerts.yml")]
+    durations = {
+        (rule["alert"], rule["labels"]["severity"]): rule["for"]
+        for group in alerts["groups"]
+        for rule in group["rules"]
+    }
+    assert durations[("ChurnDataDriftDetected", "warning")] == "3s"  # 5m x 0.01
+    assert durations[("ChurnDataDriftDetected", "critical")] == "6s"  # 10m x 0.01
+    assert durations[("ChurnExporterDown", "critical")] == "1200ms"  # 2m x 0.01
+    shipped = promconfig.load_yaml(promconfig.PROMETHEUS_RULES_DIR / "churn_alerts.yml")
+    for ours, theirs in zip(alerts["groups"], shipped["groups"], strict=True):
+        for rule, original in zip(ours["rules"], theirs["rules"], strict=True):
+            assert {**rule, "for": original["for"]} == original  # only for: changed
+    argv = by_name(p)["prometheus"].argv
+    assert "--rules.alert.resend-delay=1s" in argv
+    assert "--rules.alert.for-grace-period=600ms" in argv  # 1m x 0.01, below every for:
+    route = p.files[Path("/work/data/stack/alertmanager.yml")]["route"]
+    assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == (
+        "1s",
+        "2s",
+        "1h",
+    )
+    # Without the section: the shipped rules and timers, Prometheus' own resend delay.
+    default = plan(["exporter", "alertmanager", "prometheus"])
+    argv = by_name(default)["prometheus"].argv
+    assert "--rules.alert.for-grace-period=1m" in argv
+    assert not any(a.startswith("--rules.alert.resend-delay") for a in argv)
+    rules = default.files[Path("/work/data/stack/prometheus.yml")]["rule_files"]
+    assert all(Path(r).parent == promconfig.PROMETHEUS_RULES_DIR for r in rules)
+    assert default.files[Path("/work/data/stack/alertmanager.yml")]["route"]["group_wait"] == "30s"
 
 
 def test_up_parser_accepts_services_no_monitoring_and_ports() -> None:
@@ -542,50 +617,3 @@ def test_repo_root_holds_the_configs_up_renders() -> None:
     """`up` renders from the checkout; the paths promconfig names exist here."""
     assert promconfig.PROMETHEUS_CONFIG.is_file() and promconfig.ALERTMANAGER_CONFIG.is_file()
     assert promconfig.REPO_ROOT == REPO
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_the_make_run_path_shows_drift_on_metrics(tmp_path: Path, stopped_cleanly: list) -> None:
-    """`make run` shortened: the same commands and demo config, one trial, faster traffic."""
-    demo = yaml.safe_load((REPO / "configs/monitoring/demo.yaml").read_text())
-    api_port, exporter_port = free_port(), free_port()
-    raw = {
-        **demo,
-        "api": {"port": api_port, "url": f"http://127.0.0.1:{api_port}"},
-        "exporter": {"port": exporter_port},
-        "data_drift_monitoring": {"check_interval_minutes": 0.1},
-        "simulator": {**demo["simulator"], "rate": 20},
-    }
-    config = _write_config(tmp_path, raw)
-    for step in (["setup"], ["train", "--if-no-champion", "--trials", "1"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "exporter", *step, "--config", str(config)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr
-    process = Process(
-        up_command("--config", str(config), "--services", "api", "exporter", "simulator"),
-        tmp_path / "up.out",
-        cwd=tmp_path,
-    )
-    stopped_cleanly.append((process, {}))
-
-    def drift_above_threshold() -> bool:
-        assert process.alive(), process.output()
-        body = httpx.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).text
-        values = {
-            s.name: s.value
-            for family in text_string_to_metric_families(body)
-            for s in family.samples
-            if s.name in ("churn_data_drift_score", "churn_data_drift_threshold")
-        }
-        return values.get("churn_data_drift_score", 0.0) > values["churn_data_drift_threshold"]
-
-    wait_until(drift_above_threshold, 240, "the demo's drift score above its threshold")
-    started = descendants(process.pid)
-    stopped_cleanly[-1] = (process, started)
-    _stop_and_check(process, started)
