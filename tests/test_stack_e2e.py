@@ -20,6 +20,7 @@ Every wait is a poll with a deadline; `up` and everything it started are stopped
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,8 @@ MODEL = "churn-model"
 STARTUP = 300.0
 #: From the table to each delivery; a healthy run needs a small fraction.
 DEADLINE = 420.0
+#: The README's default ports of the services this test starts.
+README_PORTS = {9108: "exporter", 9090: "prometheus", 9093: "alertmanager", 8000: "api"}
 #: The timers a short test needs, set through the config (the `stack` section).
 TIMERS = {
     "scrape_interval": "1s",
@@ -218,6 +221,16 @@ def test_a_drift_alert_reaches_slack_email_and_the_history(stack_up: Any, tmp_pa
     row = wait_until(warning_in_history, DEADLINE, "the warning in the history", 1.0)
     assert row["alert_type"] == "DATA_DRIFT" and row["model"] == MODEL
     assert row["receiver"] == "churn-webhook"
+    # The README's links of these services answer 200 with the Debian packages.
+    readme = (REPO / "README.md").read_text()
+    checked = []
+    for port, path in re.findall(r"<http://127\.0\.0\.1:(\d+)(/[^>]*)?>", readme):
+        service = README_PORTS.get(int(port))
+        if service is not None:
+            url = f"http://127.0.0.1:{ports[service]}{path}"
+            assert httpx.get(url, timeout=30).status_code == 200, url
+            checked.append(service)
+    assert set(checked) == set(README_PORTS.values()), checked
     listing = run_cli(tmp_path, config, "outbox")
     assert any(line.endswith(warning) and "  slack  " in line for line in listing.splitlines())
     assert any(line.endswith(critical) and "  email  " in line for line in listing.splitlines())
