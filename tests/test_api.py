@@ -459,8 +459,13 @@ def test_new_champion_is_served_without_restart(
     wait_until(lambda: client.get("/model").json()["version"] == "2", 10, "version 2")
     after = client.post("/predict", json=CUSTOMER).json()
     assert after["model_version"] == "2" and after["predicted"] == 1
-    metrics = client.get("/metrics").text
-    assert 'churn_api_model_info{model="churn-model",version="2"} 1.0' in metrics
+
+    # The swap serves version 2 first, then the poller thread updates the gauge.
+    def info_of_version_2() -> str | None:
+        text = client.get("/metrics").text
+        return text if 'churn_api_model_info{model="churn-model",version="2"} 1.0' in text else None
+
+    metrics = wait_until(info_of_version_2, 30, "churn_api_model_info of version 2")
     assert 'version="1"' not in metrics
     versions = fetch_rows(_db(client), sa.select(predlog.predictions.c.version))
     assert sorted(r["version"] for r in versions) == ["1", "2"]
@@ -585,10 +590,28 @@ def test_a_model_that_raises_is_a_json_500(api_config: Any, stand_in: StandInReg
 # ----------------------------------------------------------------- micro-batching
 
 
-def test_concurrent_requests_share_model_calls(client: TestClient) -> None:
-    """Concurrent single predictions are scored together; each gets its own row."""
+def test_concurrent_requests_share_model_calls(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent single predictions are scored together; each gets its own row.
+
+    The first model call is held until the other 63 requests wait in the queue, so the
+    batching is seen on any machine, not only when the threads happen to overlap.
+    """
     bodies = customers(64, seed=9)
     results: list[Any] = [None] * len(bodies)
+    scorer = client.app.state.scorer
+    process = scorer._process
+    held = threading.Event()
+
+    def first_call_waits_for_the_rest(jobs: Any) -> Any:
+        if not held.is_set():
+            held.set()
+            queue = scorer._queue
+            wait_until(lambda: queue.qsize() >= len(bodies) - 1, 60, "63 queued requests")
+        return process(jobs)
+
+    monkeypatch.setattr(scorer, "_process", first_call_waits_for_the_rest)
 
     def send(i: int) -> None:
         results[i] = client.post("/predict", json=bodies[i])
@@ -613,7 +636,7 @@ def test_concurrent_requests_share_model_calls(client: TestClient) -> None:
         for line in metrics.splitlines()
         if line.startswith("churn_api_inference_duration_seconds_count")
     )
-    assert calls < 64
+    assert calls == 2  # the held first request, then the 63 that queued behind it
 
 
 def test_feature_frame_matches_training_dtypes() -> None:

@@ -216,13 +216,13 @@ def test_new_champion_version_is_served_without_restart(
 
     wait_until(serving_new, 30, f"the API to serve version {new}")
     assert httpx.get(f"{live_api.url}/model").json()["version"] == new
-    metrics = httpx.get(f"{live_api.url}/metrics").text
-    assert f'churn_api_model_info{{model="{mlflow_store.model_name}",version="{new}"}} 1.0' in (
-        metrics
+    # The swap serves the new version first, then the poller logs it and sets the gauge.
+    info = f'churn_api_model_info{{model="{mlflow_store.model_name}",version="{new}"}} 1.0'
+    wait_until(
+        lambda: info in httpx.get(f"{live_api.url}/metrics").text, 30, "the new model's info"
     )
-    assert f"switched model {mlflow_store.model_name} from version {old} to version {new}" in (
-        live_api.process.output()
-    )
+    switched = f"switched model {mlflow_store.model_name} from version {old} to version {new}"
+    wait_until(lambda: switched in live_api.process.output(), 30, "the switch in the log")
     assert live_api.process.alive()
 
 

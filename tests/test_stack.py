@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -410,7 +409,8 @@ STUBBORN = textwrap.dedent(
 
 @pytest.mark.integration
 def test_supervisor_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
-    supervisor = Supervisor(tmp_path / "logs", out=lambda line: None, grace=1.0)
+    said: list[str] = []
+    supervisor = Supervisor(tmp_path / "logs", out=said.append, grace=1.0)
     spec = ServiceSpec("stubborn", "server", ((sys.executable, "-c", STUBBORN),))
     child = supervisor.spawn(spec, spec.argv)
     wait_until(lambda: "ready" in supervisor.log_path("stubborn").read_text(), 30, "the child")
@@ -419,15 +419,14 @@ def test_supervisor_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
         # other tests' processes (session fixtures) are descendants too: keep the child's group
         return {p: v for p, v in descendants(os.getpid()).items() if v[0] == child.pid}
 
-    wait_until(lambda: len(group()) >= 2, 10, "the grandchild")
+    wait_until(lambda: len(group()) >= 2, 60, "the grandchild")
     started = group()
     assert len(started) == 2
     try:
-        began = time.monotonic()
         supervisor.stop_all()
-        assert time.monotonic() - began < 10
+        assert said == ["stubborn: still running after 1s: SIGKILL"]
         assert child.popen.returncode == -signal.SIGKILL
-        wait_until(lambda: not survivors(started), 10, "the group to be gone")
+        wait_until(lambda: not survivors(started), 60, "the group to be gone")
         assert supervisor.children == []
     finally:
         for line in survivors(started):
