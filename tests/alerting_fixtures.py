@@ -22,7 +22,18 @@ select notifications by alert group (alertname, model), so that blip is ignored.
 
 Notifications are parsed into :class:`Notification` records (status, alertname, model,
 severity, text) from the title the templates put in the email subject and the Slack
-attachment title, so the tests can count notifications per alert group.
+attachment title, so the tests can count notifications per alert group. Twins of one
+alertname (ChurnDataDriftDetected warning and critical) share the group on the Slack
+route; a test of the critical selects the notifications that list it
+(``listing="critical"``): Prometheus sends each rule's alerts in a request of its own,
+and a flush that falls between the two requests (the group's periodic one, or the
+immediate one of an alert older than group_wait) notifies the warning alone, before
+the critical arrives and inhibits it.
+
+"Nothing more was sent" is checked by counting Alertmanager's own flushes of the group
+(:func:`assert_quiet`), never by watching a wall-clock window: Alertmanager decides at
+each flush whether the group needs a notification, and a flush's notifications are
+delivered before the group's next flush starts.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +58,7 @@ from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import promconfig
 
@@ -54,13 +67,34 @@ from .support import Process, free_port, http_get
 T = TypeVar("T")
 
 #: Alertmanager timers of the test stack. repeat_interval is far longer than any test,
-#: so a second notification of an unchanged group is a bug, not a repeat.
+#: so a second notification of an unchanged group is a bug, not a repeat. A flush's
+#: notification attempts get max(group_interval, 10 s) (Alertmanager's minimum), so a
+#: short group_interval does not cut retries short.
 GROUP_WAIT = "1s"
-GROUP_INTERVAL = "2s"
+GROUP_INTERVAL = "1s"
 REPEAT_INTERVAL = "1h"
-#: Prometheus scrape and rule evaluation interval, and the cap on every rule's `for:`.
+#: Prometheus rule evaluation interval, and the cap on every rule's `for:`.
 EVAL_INTERVAL = "1s"
 MAX_FOR = "2s"
+#: Prometheus scrape interval and timeout (the timeout cannot exceed the interval). A
+#: scrape that times out marks every series of the exporter stale: a firing alert
+#: resolves and fires again (RESOLVED + FIRING). The exporter is a Python process that a
+#: busy machine can hold up for more than a second, so it gets 3 s, not the 1 s of
+#: evaluation.
+SCRAPE_INTERVAL = "3s"
+SCRAPE_TIMEOUT = "3s"
+#: --rules.alert.resend-delay. Prometheus sends a newly firing or resolved alert at
+#: once; the delay only spaces the re-sends of an unchanged firing alert, and
+#: Alertmanager keeps an alert 4 x max(resend-delay, evaluation interval) after its
+#: last send (here 120 s), so a Prometheus stalled on a busy machine cannot let it
+#: expire mid-test. A test that needs re-sends (Alertmanager down) passes a shorter one.
+RESEND_DELAY = "30s"
+#: Deadline for Prometheus, Alertmanager and the exporter to get ready.
+STARTUP = 180.0
+#: Flushes of a group that :func:`assert_quiet` lets pass with nothing new sent.
+QUIET_FLUSHES = 3
+#: Deadline for those flushes (QUIET_FLUSHES group_intervals when the machine is idle).
+QUIET_DEADLINE = 120.0
 
 SMTP_USER = "churn-monitor@example.com"
 EMAIL_TO = "ml-oncall@example.com"  # alertmanager/alertmanager.yml, receiver churn-email
@@ -86,6 +120,12 @@ class Notification:
     text: str  # email: the plain-text part; Slack: the attachment text
     received: float  # time.monotonic() at arrival
     raw: Any = field(repr=False, default=None)
+
+    def lists(self, severity: str) -> bool:
+        """Whether an alert of `severity` is among those the notification lists (the
+        templates give each alert a "Severity:" line)."""
+        line = rf"^(?:Severity:\s+{severity}$|Type: `[^`]*` \| Severity: `{severity}`)"
+        return re.search(line, self.text, re.M) is not None
 
     @classmethod
     def parse(cls, channel: str, title: str, text: str, received: float, raw: Any) -> Notification:
@@ -325,7 +365,7 @@ def _wait_ready(process: Process, url: str, what: str) -> None:
         return http_get(url, timeout=2)[0] == 200
 
     try:
-        wait_for(ready, 60, what, lambda: process.output()[-3000:])
+        wait_for(ready, STARTUP, what, lambda: process.output()[-3000:])
     except AssertionError:
         process.stop()
         raise
@@ -336,6 +376,24 @@ def get_json(url: str) -> Any:
     if status != 200:
         raise AssertionError(f"GET {url}: HTTP {status}: {body[:300]}")
     return json.loads(body)
+
+
+def metric_total(url: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples carrying `labels`, from a process's /metrics."""
+    status, body = http_get(f"{url}/metrics")
+    if status != 200:
+        raise AssertionError(f"GET {url}/metrics: HTTP {status}: {body[:300]}")
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+# `... aggrGroup="{}/{severity=\"critical\"}:{alertname=\"X\", model=\"m\"}" msg=flushing ...`:
+# Alertmanager's debug line at the start of each flush of an aggregation group.
+_FLUSHING = re.compile(r'aggrGroup="((?:[^"\\]|\\.)*)" msg=flushing ')
 
 
 class Alertmanager:
@@ -417,6 +475,22 @@ class Alertmanager:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def flushes(self, alertname: str, model: str) -> Counter[str]:
+        """How often each aggregation group of (alertname, model) flushed, one per route
+        that matched the group's alerts, from the running process's debug log."""
+        labels = f'{{alertname="{alertname}", model="{model}"}}'
+        found: Counter[str] = Counter()
+        for match in _FLUSHING.finditer(self.process.output()):
+            group = re.sub(r"\\(.)", r"\1", match[1])
+            if group.endswith(":" + labels):
+                found[group] += 1
+        return found
+
+    def notifications_total(self, integration: str) -> float:
+        """alertmanager_notifications_total of one integration (email, slack, webhook):
+        counted when a notification starts, before its first attempt."""
+        return metric_total(self.url, "alertmanager_notifications_total", integration=integration)
+
     def alerts(self, **params: str | bool) -> list[dict[str, Any]]:
         """GET /api/v2/alerts; ``filter`` may be a list of matchers."""
         query = []
@@ -442,9 +516,11 @@ class Prometheus:
     """prometheus scraping one exporter, evaluating the repository's rules (short `for:`).
 
     ``alertmanager=None`` evaluates the rules without sending alerts anywhere.
-    ``max_for``, ``resend_delay`` and ``extra_args`` (more flags) let a fault test model
-    other timings. :meth:`restart` (or :meth:`stop` then :meth:`start`) runs the binary
-    again on the same port with the same TSDB directory, optionally with other flags.
+    ``max_for``, ``resend_delay``, ``evaluation_interval`` and ``extra_args`` (more
+    flags) let a fault test model other timings. :meth:`restart` (or :meth:`stop` then
+    :meth:`start`) runs the binary again on the same port with the same TSDB directory,
+    optionally with other flags; :meth:`reload` makes the running one read its config and
+    rules again.
     """
 
     def __init__(
@@ -455,7 +531,8 @@ class Prometheus:
         exporter: str,
         alertmanager: str | None,
         max_for: str = MAX_FOR,
-        resend_delay: str = "1s",
+        resend_delay: str = RESEND_DELAY,
+        evaluation_interval: str = EVAL_INTERVAL,
         extra_args: Sequence[str] = (),
         start: bool = True,
     ) -> None:
@@ -476,9 +553,10 @@ class Prometheus:
             alertmanager=alertmanager,
             prometheus=f"127.0.0.1:{self.port}",
             rules_dir=self.rules_dir,
-            scrape_interval=EVAL_INTERVAL,
-            evaluation_interval=EVAL_INTERVAL,
+            scrape_interval=SCRAPE_INTERVAL,
+            evaluation_interval=evaluation_interval,
         )
+        config["global"]["scrape_timeout"] = SCRAPE_TIMEOUT
         self.config_path = promconfig.write_config(config, workdir / "prometheus.yml")
         self.starts = 0
         self._process: Process | None = None
@@ -500,7 +578,6 @@ class Prometheus:
                 f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                # the default 1m would hold back the first notifications of a short test
                 f"--rules.alert.resend-delay={self.resend_delay}",
                 *self.extra_args,
             ],
@@ -512,6 +589,33 @@ class Prometheus:
     def restart(self, extra_args: Sequence[str] | None = None) -> None:
         self.stop()
         self.start(extra_args)
+
+    def reload(self) -> None:
+        """SIGHUP: read the config and the rules again (rewrite them first); wait until
+        Prometheus reports a successful reload after the signal."""
+
+        def logs() -> str:
+            return self.process.output()[-3000:]
+
+        before = self.last_reload()
+        # the timestamp has whole seconds: a reload in the second of the last one would
+        # not show (this returns at once unless Prometheus has just loaded its config)
+        wait_for(lambda: time.time() >= before + 1, STARTUP, "the next second", logs)
+        self.process.signal(signal.SIGHUP)
+
+        def reloaded() -> bool:
+            if not self.process.alive():
+                raise Fatal(f"exited with status {self.process.popen.returncode}")
+            if not metric_total(self.url, "prometheus_config_last_reload_successful"):
+                raise Fatal("the reload failed")
+            return self.last_reload() > before
+
+        wait_for(reloaded, STARTUP, "Prometheus to reload", logs)
+
+    def last_reload(self) -> float:
+        """prometheus_config_last_reload_success_timestamp_seconds: when the config and
+        rules were last loaded successfully (whole seconds)."""
+        return metric_total(self.url, "prometheus_config_last_reload_success_timestamp_seconds")
 
     def alerts(self) -> list[dict[str, Any]]:
         """Active (pending or firing) alerts from /api/v1/alerts."""
@@ -641,9 +745,15 @@ class AlertStack:
             prom.stop()
 
     def notifications(
-        self, alertname: str, model: str, *, channel: str | None = None
+        self,
+        alertname: str,
+        model: str,
+        *,
+        channel: str | None = None,
+        listing: str | None = None,
     ) -> list[Notification]:
-        """Email and Slack notifications of one alert group, in order of arrival."""
+        """Email and Slack notifications of one alert group, in order of arrival; with
+        ``listing``, only those that list an alert of that severity."""
         found = [*self.smtp.notifications(), *self.slack.slack_notifications()]
         return sorted(
             (
@@ -652,6 +762,7 @@ class AlertStack:
                 if n.alertname == alertname
                 and n.model == model
                 and (channel is None or n.channel == channel)
+                and (listing is None or n.lists(listing))
             ),
             key=lambda n: n.received,
         )
@@ -725,13 +836,45 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, logs: Callable[[
         time.sleep(0.2)
 
 
-def assert_nothing_new(
-    check: Callable[[], T], seconds: float, what: str, logs: Callable[[], str]
-) -> None:
-    """Poll `check` for `seconds`; fail as soon as it returns something truthy."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
+def assert_quiet(
+    alertmanager: Alertmanager,
+    alertname: str,
+    model: str,
+    extra: Callable[[], Any],
+    what: str,
+    logs: Callable[[], str],
+    *,
+    flushes: int = QUIET_FLUSHES,
+) -> float:
+    """Let every aggregation group of (alertname, model) flush `flushes` more times, then
+    fail if `extra()` returns something truthy (a notification that should not exist);
+    fail as soon as it does. Return the seconds watched (a measurement only).
+
+    Each flush is Alertmanager deciding whether the group needs a notification, and a
+    flush returns only once its notifications are delivered (the sinks have them), before
+    the group's next flush starts: so after `flushes` + 1 new "flushing" lines per group,
+    whatever the first `flushes` flushes sent has arrived. Counting flushes instead of
+    seconds keeps the check as strong on a busy machine as on an idle one.
+    """
+    started = time.monotonic()
+    before = alertmanager.flushes(alertname, model)
+    if not before:
+        raise AssertionError(f"no flush of the group ({alertname}, {model}) logged\n{logs()}")
+
+    def flushed() -> bool:
+        found = extra()
         if found:
-            raise AssertionError(f"{what}: {found!r}\n{logs()}")
-        time.sleep(0.2)
+            raise Fatal(f"{what}: {found!r}")
+        now = alertmanager.flushes(alertname, model)
+        return all(now[group] >= count + flushes + 1 for group, count in before.items())
+
+    wait_for(
+        flushed,
+        QUIET_DEADLINE,
+        f"{flushes} more flushes of each ({alertname}, {model}) group, nothing new sent",
+        logs,
+    )
+    found = extra()
+    if found:
+        raise AssertionError(f"{what}: {found!r}\n{logs()}")
+    return time.monotonic() - started

@@ -32,6 +32,10 @@ from exporter.config import MonitoringConfig, parse_config
 
 from .support import Process, free_port, wait_until
 
+#: Deadline for a uvicorn process to answer, then to serve the champion: serve_api
+#: imports FastAPI, scikit-learn and MLflow, and its lifespan startup waits up to 30 s
+#: for the model before uvicorn binds; generous for a busy machine.
+STARTUP = 180.0
 #: A valid customer (the first row of the IBM export).
 CUSTOMER: dict[str, Any] = {
     "customerID": "7590-VHVEG",
@@ -220,7 +224,7 @@ def register_new_version(store: TrainedStore) -> str:
     new = client.create_model_version(store.model_name, source, run_id=current.run_id)
     wait_until(
         lambda: client.get_model_version(store.model_name, new.version).status == "READY",
-        30,
+        STARTUP,
         "the new model version to be READY",
     )
     client.set_registered_model_alias(store.model_name, "champion", new.version)
@@ -285,7 +289,7 @@ def start_api(
         return True
 
     try:
-        wait_until(answering, 60, f"the API on port {port} to answer")
+        wait_until(answering, STARTUP, f"the API on port {port} to answer")
     except BaseException:
         process.stop()
         raise
@@ -309,7 +313,7 @@ def live_api(
     try:
         wait_until(
             lambda: httpx.get(f"{api.url}/health", timeout=2).status_code == 200,
-            60,
+            STARTUP,
             "the API to load the champion",
         )
         yield api

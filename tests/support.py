@@ -1,10 +1,14 @@
-"""Helpers the integration tests share: free ports, polling, and processes stopped by pid."""
+"""Helpers the integration tests share: free ports, polling, processes stopped by pid, and
+copies of trained stores."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -90,7 +94,10 @@ class Process:
             os.kill(self.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL of the whole process group after `timeout` seconds."""
+        """SIGTERM, then SIGKILL of the whole process group after `timeout` seconds.
+
+        A slow clean exit past `timeout` becomes -9: a test that asserts the exit status
+        passes a generous `timeout`."""
         if self.alive():
             os.kill(self.pid, signal.SIGTERM)
             try:
@@ -100,6 +107,31 @@ class Process:
                 self.popen.wait(5)
         self._log.close()
         return self.popen.returncode
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """Copy a folder of trained stores (an MLflow SQLite tracking store with its
+    artifacts, an Optuna study, the reference) to `target`, with the absolute paths the
+    SQLite files hold (artifact locations, parameters) pointed into the copy.
+
+    A test that trains into or promotes in the copy leaves `source`, which other tests
+    share, as it was, whatever order the tests run in.
+    """
+    shutil.copytree(source, target)
+    old, new = f"{source}{os.sep}", f"{target}{os.sep}"
+    for database in sorted(target.rglob("*.db")):
+        with contextlib.closing(sqlite3.connect(database)) as conn, conn:
+            tables = [
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            for table in tables:
+                for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
+                    conn.execute(
+                        f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                        f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
+                        (old, new, old),
+                    )
+    return target
 
 
 def churn_monitor(*args: str) -> list[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -89,8 +90,13 @@ DURATION = "10"
 LABEL_DELAY = "0.5"
 MIN_WINDOW_ROWS = 150
 MIN_LABELED_ROWS = 100
-#: Seconds for every query to return data once Prometheus is up.
-DATA_DEADLINE = 60
+#: Deadlines (generous: the machine may be busy). The API and the exporter start (each
+#: imports MLflow); the simulator starts, sends for DURATION seconds and posts the last
+#: labels; then every query has data once the exporter's jobs ran on the whole log,
+#: Prometheus scraped it twice and the shortened alerts fired.
+STARTUP = 180.0
+SIMULATOR_DEADLINE = 180.0
+DATA_DEADLINE = 180.0
 
 
 # --------------------------------------------------------------------- sources
@@ -142,10 +148,19 @@ def scrape(url: str) -> str:
     return body
 
 
+@dataclass(frozen=True)
+class Stack:
+    """The scrape targets, and the simulator sending them traffic."""
+
+    sources: list[Source]
+    simulator: Process
+
+
 @pytest.fixture
-def sources(tmp_path: Path, mlflow_store: TrainedStore) -> Iterator[list[Source]]:
+def stack(tmp_path: Path, mlflow_store: TrainedStore) -> Iterator[Stack]:
     """The API serving the champion with simulated drifting traffic, and the exporter
-    monitoring its prediction log; yields once both serve /metrics."""
+    monitoring its prediction log; yields once both serve /metrics (the simulator may
+    still be sending)."""
     config = stack_config(tmp_path, mlflow_store)
     api_port, exporter_port = free_port(), free_port()
     api_target, exporter_target = f"127.0.0.1:{api_port}", f"127.0.0.1:{exporter_port}"
@@ -187,7 +202,7 @@ def sources(tmp_path: Path, mlflow_store: TrainedStore) -> Iterator[list[Source]
         # would count 503s, and an error ratio with data only because of them.
         wait_until(
             lambda: serving(api, "API", f"http://{api_target}/metrics", "churn_api_model_info{"),
-            90,
+            STARTUP,
             f"the API to serve the champion (log: {api.log_path})",
         )
         simulator = Process(
@@ -214,18 +229,24 @@ def sources(tmp_path: Path, mlflow_store: TrainedStore) -> Iterator[list[Source]
             lambda: serving(
                 exporter, "exporter", f"http://{exporter_target}/metrics", "churn_exporter_"
             ),
-            90,
+            STARTUP,
             f"the exporter to serve /metrics (log: {exporter.log_path})",
         )
-        yield [
-            Source(promconfig.JOB_EXPORTER, exporter_target),
-            Source(promconfig.JOB_API, api_target),
-        ]
-        code = simulator.popen.poll()
-        assert code in (None, 0), f"the simulator failed:\n{simulator.output()}"
+        yield Stack(
+            [
+                Source(promconfig.JOB_EXPORTER, exporter_target),
+                Source(promconfig.JOB_API, api_target),
+            ],
+            simulator,
+        )
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+@pytest.fixture
+def sources(stack: Stack) -> list[Source]:
+    return stack.sources
 
 
 @dataclass
@@ -279,7 +300,7 @@ def prometheus(
             assert process.alive(), f"prometheus exited:\n{process.output()}"
             return http_get(f"{server.url}/-/ready")[0] == 200
 
-        wait_until(ready, 30, "Prometheus to be ready")
+        wait_until(ready, STARTUP, "Prometheus to be ready")
         groups = server.api("rules")["data"]["groups"]
         assert groups, f"Prometheus loaded no rule group:\n{process.output()}"
         yield server
@@ -431,7 +452,7 @@ def scraped_names(sources: Sequence[Source]) -> set[str]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_every_dashboard_query_runs_and_returns_data(
-    prometheus: PrometheusServer, sources: list[Source]
+    prometheus: PrometheusServer, stack: Stack, sources: list[Source]
 ) -> None:
     boards = load_dashboards()
 
@@ -439,8 +460,19 @@ def test_every_dashboard_query_runs_and_returns_data(
     errors = [f"{o.query.key}: {o.error}" for o in evaluate(prometheus, boards) if o.error]
     assert not errors, "invalid queries:\n" + "\n".join(errors)
 
-    # Every query returns data once the traffic is logged, the exporter's jobs ran on
-    # it, Prometheus scraped both twice and the shortened alerts fired.
+    # All the traffic is logged: the simulator sent every customer and label, and exited.
+    simulator = stack.simulator
+    try:
+        code = simulator.popen.wait(SIMULATOR_DEADLINE)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"the simulator had not exited {SIMULATOR_DEADLINE:.0f} s after the stack was "
+            f"up:\n{simulator.output()}"
+        )
+    assert code == 0, f"the simulator failed ({code}):\n{simulator.output()}"
+
+    # Every query returns data once the exporter's jobs ran on the traffic, Prometheus
+    # scraped both twice and the shortened alerts fired.
     last: list[Outcome] = []
 
     def all_have_data() -> bool:

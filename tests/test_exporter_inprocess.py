@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,57 @@ from exporter.snapshot import ModelRef
 
 from .support import free_port, http_get, wait_until
 
+#: Deadline of every wait of this module; generous for a busy machine.
+DEADLINE = 60.0
+
 
 class GatedJob:
-    """A job whose runs block until the test opens the gate; returns a counter."""
+    """A job whose runs wait at a gate the test opens and closes; returns a counter.
+
+    One condition guards the gate and the counts, so the test sees exactly where the
+    runs are: ``waiting`` runs are held at the closed gate, ``finished`` went through.
+    A run waits as long as the gate is closed (the fixture opens it at the end).
+    """
 
     name = "gated"
     interval_seconds = 0.2
 
     def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.started = threading.Event()
-        self.runs = 0
+        self._cond = threading.Condition()
+        self._open = False
+        self.waiting = 0
+        self.finished = 0
 
     def run(self) -> int:
-        self.started.set()
-        if not self.gate.wait(30):
-            raise TimeoutError("gate never opened")
-        self.runs += 1
-        return self.runs
+        with self._cond:
+            self.waiting += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._open)
+            self.waiting -= 1
+            self.finished += 1
+            return self.finished
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._open = False
+
+    def wait_held(self, timeout: float = DEADLINE) -> int:
+        """Wait until a run is held at the closed gate; return the finished runs then
+        (they cannot change until the gate opens)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.waiting and not self._open, timeout):
+                raise AssertionError(f"no run held at the closed gate within {timeout:.0f} s")
+            return self.finished
+
+    def state(self) -> tuple[int, int, bool]:
+        """(waiting, finished, open), read together."""
+        with self._cond:
+            return self.waiting, self.finished, self._open
 
 
 def gated_builder(value: int):
@@ -62,10 +94,10 @@ def gated_exporter():
     try:
         yield job, port
     finally:
-        job.gate.set()
+        job.open()
         stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), f"serve() still ran {DEADLINE:.0f} s after the stop"
 
 
 def runs_served(port: int) -> float | None:
@@ -78,30 +110,30 @@ def runs_served(port: int) -> float | None:
 
 def test_not_ready_while_the_first_run_is_blocked(gated_exporter) -> None:
     job, port = gated_exporter
-    assert job.started.wait(10)
-    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 10, "healthz")
+    assert job.wait_held() == 0  # the first run is held at the gate
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, DEADLINE, "healthz")
     status, body = http_get(f"http://127.0.0.1:{port}/ready")
     assert status == 503 and '"gated": false' in body
     assert runs_served(port) is None
-    job.gate.set()
-    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, 10, "ready")
+    assert job.state() == (1, 0, False)  # still held: the answers did not wait for it
+    job.open()
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, DEADLINE, "ready")
     assert runs_served(port) >= 1
 
 
 def test_scrape_during_a_long_run_returns_the_previous_snapshot(gated_exporter) -> None:
     job, port = gated_exporter
-    job.gate.set()
-    wait_until(lambda: (runs_served(port) or 0) >= 2, 10, "two finished runs")
-    job.gate.clear()
-    job.started.clear()
-    assert job.started.wait(10)  # a run is now blocked inside the job
-    before = runs_served(port)
-    started = time.monotonic()
+    job.open()
+    wait_until(lambda: (runs_served(port) or 0) >= 2, DEADLINE, "two finished runs")
+    job.close()
+    # A run is now held inside the job. Runs never overlap, so the one before it has
+    # published its snapshot: the exporter serves that run's count.
+    finished = job.wait_held()
+    assert finished >= 2
     for _ in range(5):
-        assert runs_served(port) == before  # served at once, from the previous snapshot
-    # the scrapes completed while the job is still blocked
-    assert job.started.is_set() and not job.gate.is_set()
-    assert time.monotonic() - started < 30  # sanity: nothing waited for the 30 s gate
+        # each scrape is answered from the previous snapshot while the run is held
+        assert runs_served(port) == finished
+    assert job.state() == (1, finished, False)  # the run was held throughout
 
 
 def test_feature_that_disappears_stops_being_exported(tmp_path: Path) -> None:

@@ -87,6 +87,10 @@ def test_receiver_is_idempotent_and_keeps_firing_and_resolved(tmp_path: Path) ->
     engine.dispose()
 
 
+#: Deadline for a retraining (one Optuna trial on 3,000 rows) started by an alert.
+RETRAINING_DEADLINE = 300.0
+
+
 def _with_retraining(config: MonitoringConfig, **changes: object) -> MonitoringConfig:
     retraining = config.retraining.model_copy(update={"enabled": True, **changes})
     return config.model_copy(update={"retraining": retraining})
@@ -118,7 +122,11 @@ def test_retraining_follows_the_promotion_rule_and_the_cooldown(
         body = notification(fingerprint=uuid.uuid4().hex[:16], **labels)
         status, answer = AlertReceiver(history, trigger).handle(json.dumps(body).encode())
         assert status == 200
-        trigger.wait(300)
+        trigger.wait(RETRAINING_DEADLINE)
+        thread = trigger._thread  # the retraining started for this alert, if any
+        assert thread is None or not thread.is_alive(), (
+            f"the retraining still ran {RETRAINING_DEADLINE:.0f} s after the alert"
+        )
         return trigger, answer["retraining"]
 
     # 1. the challenger must win by 0.5: it cannot, the champion stays

@@ -2,6 +2,9 @@
 
 Predictions are written to the log the way the API writes them (scores of the champion,
 feedback later), then the exporter's jobs run and `/metrics` is scraped over HTTP.
+
+The tests share one trained store, which none of them changes: the test that promotes a
+new champion works on its own copy, so the tests pass in any order.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from exporter.server import ExporterServer, make_app
 from exporter.service import build_monitor
 from exporter.training import train
 
-from .support import http_get
+from .support import copy_store, http_get
 
 pytestmark = pytest.mark.slow
 DAY = 86400.0
@@ -59,11 +62,10 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LoadedMode
     return tmp, load_champion(config)
 
 
-@pytest.fixture
-def log_db(champion: tuple[Path, LoadedModel], tmp_path: Path) -> Iterator[MonitoringConfig]:
-    """A config whose prediction log is a fresh SQLite file of this test."""
-    tmp, _ = champion
-    base = make_config(tmp)
+def with_fresh_log(store: Path, tmp_path: Path) -> MonitoringConfig:
+    """The config of the store in `store` with a fresh prediction log (tables created),
+    reports and history in `tmp_path`."""
+    base = make_config(store)
     current = base.data.current.model_copy(update={"url": f"sqlite:///{tmp_path}/pred.db"})
     config = base.model_copy(
         update={
@@ -75,7 +77,14 @@ def log_db(champion: tuple[Path, LoadedModel], tmp_path: Path) -> Iterator[Monit
     engine = predlog.make_engine(current.url)
     predlog.create_tables(engine)
     engine.dispose()
-    yield config
+    return config
+
+
+@pytest.fixture
+def log_db(champion: tuple[Path, LoadedModel], tmp_path: Path) -> Iterator[MonitoringConfig]:
+    """A config whose prediction log is a fresh SQLite file of this test."""
+    tmp, _ = champion
+    yield with_fresh_log(tmp, tmp_path)
 
 
 def log_window(
@@ -343,9 +352,11 @@ def test_optuna_families_equal_what_optuna_reports(champion, log_db) -> None:
         assert samples[key] == pytest.approx(newest.timestamp(), abs=1e-3)
 
 
-def test_a_new_champion_is_reported_after_the_next_run(champion, log_db) -> None:
-    """Runs last in this module: it moves the alias of the shared store."""
-    tmp, model = champion
+def test_a_new_champion_is_reported_after_the_next_run(champion, tmp_path: Path) -> None:
+    """Moves the alias, in a copy of the shared store."""
+    shared, model = champion
+    tmp = copy_store(shared, tmp_path / "store")
+    log_db = with_fresh_log(tmp, tmp_path)
     log_window(log_db, model, synthetic.generate_customers(300, seed=71), ts=time.time())
     monitor = build_monitor(log_db, write_reports=False)
     monitor.run_once()
@@ -362,3 +373,5 @@ def test_a_new_champion_is_reported_after_the_next_run(champion, log_db) -> None
     perf = monitor.store.snapshots()["performance"]
     assert perf.model.version == "2"
     assert perf.baseline == pytest.approx(result.metrics)
+    # the shared store still serves version 1 to the module's other tests
+    assert load_champion(make_config(shared)).ref.version == "1"

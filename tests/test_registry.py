@@ -1,8 +1,9 @@
 """Model access: the champion by alias, a local model directory, the cheap watch, and
 clear errors. Real MLflow SQLite tracking stores in temporary folders.
 
-The tests of this module share one store and run in file order: the last one trains a
-second version and checks that the alias moved.
+The tests of this module share one store, which none of them changes: the test that
+trains a second version and checks that the alias moved works on its own copy, so the
+tests pass in any order.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from exporter.snapshot import ModelRef
 from exporter.synthetic import generate_customers
 from exporter.training import TrainResult, train
 
+from .support import copy_store
+
 ROWS = 1500
 TRIALS = 2
 
@@ -47,12 +50,17 @@ def _config(root: Path, **model: object) -> MonitoringConfig:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, first: TrainResult | None = None) -> None:
         self.root = root
         self.config = _config(root)
         self.csv = root / "customers.csv"
-        generate_customers(ROWS, seed=8).to_csv(self.csv, index=False)
-        self.first: TrainResult | None = None
+        if not self.csv.exists():
+            generate_customers(ROWS, seed=8).to_csv(self.csv, index=False)
+        self.first = first
+
+    def copy(self, root: Path) -> Store:
+        """This store copied to `root`: a test may change the copy."""
+        return Store(copy_store(self.root, root), self.first)
 
     def train(self, seed: int, trials: int = TRIALS, timeout: float | None = None) -> TrainResult:
         with pytest.MonkeyPatch.context() as mp:
@@ -180,8 +188,11 @@ def test_unknown_alias_or_model_names_it(store: Store) -> None:
 
 
 @pytest.mark.slow
-def test_second_training_moves_the_alias_and_the_watch_notices(store: Store) -> None:
-    """Last in the module: it adds version 2 to the shared store."""
+def test_second_training_moves_the_alias_and_the_watch_notices(
+    store: Store, tmp_path: Path
+) -> None:
+    """Adds version 2, to a copy of the shared store."""
+    shared, store = store, store.copy(tmp_path / "store")
     watch = ModelWatch(store.config)
     assert watch.refresh() is True
     assert watch.current().version == "1"
@@ -206,3 +217,6 @@ def test_second_training_moves_the_alias_and_the_watch_notices(store: Store) -> 
     first_points = [t.params for t in study.trials[:TRIALS]]
     assert all(t.params not in first_points for t in study.trials[TRIALS:])
     assert set(store.reference.columns) >= {schema.ID_COLUMN, schema.TARGET, "score"}
+    # the shared store still serves version 1 to the module's other tests
+    assert resolve(shared.config).ref.version == "1"
+    assert not list(shared.root.rglob(f"*{second.run_id}*")), "the copy wrote into the original"

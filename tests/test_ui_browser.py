@@ -64,7 +64,7 @@ def live_ui(live_api: LiveApi, tmp_path: Path) -> Iterator[str]:
         return http_get(f"{url}/_stcore/health", timeout=2) == (200, "ok")
 
     try:
-        wait_until(healthy, 60, f"the UI on port {port} to answer")
+        wait_until(healthy, 180, f"the UI on port {port} to answer")
         yield url
     finally:
         code = process.stop()

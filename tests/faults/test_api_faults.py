@@ -265,7 +265,7 @@ def test_registry_missing_at_start_then_created(
         served = httpx.post(f"{api.url}/predict", json=CUSTOMER, timeout=10)
         assert served.status_code == 200, served.text
     finally:
-        api.process.stop()
+        api.process.stop(60)
     assert api.process.popen.returncode in (0, -15)
     assert "Traceback" not in api.process.output()
     reliability.record(
@@ -334,7 +334,7 @@ def test_registry_on_a_closed_port_at_start(
         assert "Connection refused" in _json_error(later)
     finally:
         stopping = time.monotonic()
-        api.process.stop()
+        api.process.stop(60)
     stopped = time.monotonic() - stopping
     assert api.process.popen.returncode in (0, -15)
     output = api.process.output()

@@ -77,7 +77,7 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """All samples of one scrape of the exporter, keyed by (name, sorted labels)."""
-    status, body = http_get(f"{url}/metrics")
+    status, body = http_get(f"{url}/metrics", timeout=30)
     assert status == 200, f"/metrics answered {status}"
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -95,7 +95,7 @@ def job_success(url: str) -> float | None:
 
 
 def landing_page(url: str) -> str:
-    status, body = http_get(f"{url}/")
+    status, body = http_get(f"{url}/", timeout=30)
     assert status == 200, f"the landing page answered {status}"
     return html.unescape(body)
 
@@ -255,7 +255,7 @@ def test_corrupt_reference_and_changed_schema_fail_the_job_and_fire_the_alert(
         assert alert["labels"]["severity"] == "warning"
         assert alert["annotations"]["summary"] == "Monitoring job drift is failing"
         # the exporter keeps serving
-        assert http_get(f"{exporter.url}/healthz")[0] == 200
+        assert http_get(f"{exporter.url}/healthz", timeout=30)[0] == 200
         assert prom.query('up{job="churn-exporter"} == 1'), "Prometheus cannot scrape it"
         error = next(line for line in page.split("<td>") if problem in line)
         return error.split("</td>")[0], failed_after, fired_after

@@ -108,7 +108,7 @@ def secured_api(
             return http.get("/health").status_code == 200
 
     try:
-        wait_until(healthy, 90, "the TLS API to serve the champion")
+        wait_until(healthy, 180, "the TLS API to serve the champion")
         yield api
     finally:
         process.stop()
@@ -333,7 +333,7 @@ def test_no_secret_in_logs_or_metrics(
         with httpx.Client(verify=api.tls(), timeout=30) as http:
             wait_until(
                 lambda: http.get(f"{exporter_url}/healthz").status_code == 200,
-                60,
+                180,
                 "the exporter over TLS",
             )
             for _ in range(3):
