@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from exporter import synthetic  # noqa: E402
+from exporter.data import synthetic  # noqa: E402
 
 TARGET_RATE = 300.0
 TARGET_P99 = 0.050
@@ -219,11 +219,12 @@ def baseline(config_path: str | None, size: int) -> dict[str, float] | None:
         return None
     from threadpoolctl import threadpool_limits
 
-    from exporter import modeling, schema
     from exporter.api.champion import positive_column
     from exporter.api.fastpath import compile_fast_path
     from exporter.config import load_config
-    from exporter.registry import load_champion
+    from exporter.domain import schema
+    from exporter.model import modeling
+    from exporter.model.registry import load_champion
 
     loaded = load_champion(load_config(config_path))
     model = loaded.model

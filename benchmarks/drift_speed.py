@@ -45,7 +45,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from exporter import drift
+from exporter.stats import drift
 
 KINDS = ("normal", "lognormal", "tenure", "price", "uniform", "cauchy", "bimodal")
 #: Shift of the current window in reference standard deviations (0: no drift).

@@ -31,11 +31,11 @@ import urllib.request
 import numpy as np
 import pandas as pd
 
-from exporter import drift
 from exporter.config import parse_config
-from exporter.decision import assess
-from exporter.service import Monitor, serve
-from exporter.snapshot import DriftSnapshot, ModelRef
+from exporter.monitor.store import DriftSnapshot, ModelRef
+from exporter.monitor.wiring import Monitor, serve
+from exporter.stats import drift
+from exporter.stats.decision import assess
 
 
 class DriftLoad:

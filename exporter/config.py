@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import schema
+from exporter.domain import schema
 
 DEFAULT_CONFIG_PATH = Path("configs/monitoring/monitoring_config.yaml")
 CONFIG_ENV = "CHURN_MONITOR_CONFIG"

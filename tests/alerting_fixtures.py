@@ -7,9 +7,9 @@
   to one path (the Slack incoming webhook, whose URL is a secret; the generic
   webhook). Other paths get 404, so a wrong URL shows up as "nothing arrived".
 - :class:`Alertmanager` and :class:`Prometheus`: the real binaries on free ports,
-  configured by rendering the repository's own files with :mod:`exporter.promconfig`
+  configured by rendering the repository's own files with :mod:`exporter.ops.promconfig`
   (never a hand-kept copy); the alert rules get their ``for:`` durations capped by
-  :func:`exporter.promconfig.write_short_rules`.
+  :func:`exporter.ops.promconfig.write_short_rules`.
 - For the fault tests (tests/faults/): :meth:`SmtpSink.refuse_next` answers MAIL FROM
   with a transient 4xx a given number of times; Alertmanager and Prometheus can be
   prepared without starting and restarted on the same port and storage directory;
@@ -60,7 +60,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import promconfig
+from exporter.ops import promconfig
 
 from .support import Process, free_port, http_get
 

@@ -27,8 +27,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from exporter import modeling, synthetic
 from exporter.config import MonitoringConfig, parse_config
+from exporter.data import synthetic
+from exporter.model import modeling
 
 from .support import Process, free_port, wait_until
 
@@ -102,8 +103,8 @@ def fetch_rows(url: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Any:
-    from exporter.registry import LoadedModel
-    from exporter.snapshot import ModelRef
+    from exporter.model.registry import LoadedModel
+    from exporter.monitor.store import ModelRef
 
     frame = synthetic.generate_customers(1500, seed=7)
     pipeline = modeling.build_pipeline({"model": modeling.LOGISTIC, "lr_C": 1.0}, seed=0)
@@ -126,7 +127,7 @@ class StandInRegistry:
         self.loads = 0
 
     def load(self, config: MonitoringConfig) -> Any:
-        from exporter.registry import ModelUnavailable
+        from exporter.model.registry import ModelUnavailable
 
         self.attempts += 1
         if self.unavailable:
@@ -199,7 +200,7 @@ class TrainedStore:
 
 @pytest.fixture(scope="session")
 def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
-    from exporter.training import train
+    from exporter.training.pipeline import train
 
     root = tmp_path_factory.mktemp("mlflow-store")
     data = root / "customers.csv"

@@ -3,7 +3,7 @@
 Checks run the real tools: promtool (check config, check rules, test rules) and amtool
 (check-config, config routes test, template render). The contract checks (names,
 labels, annotations, no threshold literals, documented metric names, runbook anchors)
-read the YAML directly. exporter/promconfig.py is unit-tested at the end.
+read the YAML directly. exporter/ops/promconfig.py is unit-tested at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import promconfig
+from exporter.ops import promconfig
 
 ROOT = promconfig.REPO_ROOT
 PROMETHEUS_DIR = ROOT / "prometheus"

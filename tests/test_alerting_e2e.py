@@ -2,7 +2,7 @@
 
 Every part is real: `churn-monitor run --mode continuous` as a process, Prometheus and
 Alertmanager binaries configured from the repository's own files (rendered by
-exporter/promconfig.py, the rules' `for:` capped at a few seconds), an aiosmtpd SMTP
+exporter/ops/promconfig.py, the rules' `for:` capped at a few seconds), an aiosmtpd SMTP
 server that requires the password Alertmanager reads from its secret file, and HTTP
 sinks for the Slack incoming webhook (secret URL from a file) and the generic webhook.
 
@@ -29,12 +29,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from exporter import drift, promconfig
 from exporter.config import parse_config
-from exporter.decision import assess
-from exporter.loader import load_customers
-from exporter.setup import DEMO_ROWS, DEMO_SCENARIO, REFERENCE_ROWS
-from exporter.synthetic import generate_customers
+from exporter.data.loader import load_customers
+from exporter.data.synthetic import generate_customers
+from exporter.ops import promconfig
+from exporter.ops.bootstrap import DEMO_ROWS, DEMO_SCENARIO, REFERENCE_ROWS
+from exporter.stats import drift
+from exporter.stats.decision import assess
 
 from .alerting_fixtures import (
     EMAIL_TO,

@@ -16,11 +16,12 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import sqlalchemy as sa  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from exporter import predlog, schema  # noqa: E402
 from exporter.api import create_app  # noqa: E402
 from exporter.api.errors import field_path  # noqa: E402
 from exporter.api.models import Customer  # noqa: E402
 from exporter.api.scoring import feature_frame  # noqa: E402
+from exporter.data import predlog  # noqa: E402
+from exporter.domain import schema  # noqa: E402
 
 from .api_fixtures import (  # noqa: E402
     CUSTOMER,
@@ -424,7 +425,7 @@ def test_openapi_declares_basic_auth_when_users_are_configured(
 ) -> None:
     import bcrypt
 
-    from exporter.webconfig import WebConfig
+    from exporter.web.webconfig import WebConfig
 
     hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4))
     web = WebConfig(users={"scorer": hashed})
@@ -650,7 +651,8 @@ def test_feature_frame_matches_training_dtypes() -> None:
 
 
 def _sample(n: int = 300) -> tuple[dict[str, list[Any]], Any]:
-    from exporter import modeling, synthetic
+    from exporter.data import synthetic
+    from exporter.model import modeling
 
     raw = synthetic.generate_customers(n, seed=12, scenario="new_payment_method")
     raw.loc[:4, "TotalCharges"] = float("nan")
@@ -663,8 +665,9 @@ def _sample(n: int = 300) -> tuple[dict[str, list[Any]], Any]:
 def test_fast_path_equals_the_pipeline(family: str, wrapped: bool) -> None:
     from sklearn.model_selection import FixedThresholdClassifier
 
-    from exporter import modeling, synthetic
     from exporter.api.fastpath import compile_fast_path
+    from exporter.data import synthetic
+    from exporter.model import modeling
 
     params: dict[str, Any] = {"model": family, "lr_C": 0.5}
     if family == "hist_gradient_boosting":

@@ -19,8 +19,9 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from exporter import predlog, schema  # noqa: E402
 from exporter.config import CurrentSourceConfig  # noqa: E402
+from exporter.data import predlog  # noqa: E402
+from exporter.domain import schema  # noqa: E402
 
 from .api_fixtures import (  # noqa: E402
     CUSTOMER,
@@ -190,7 +191,7 @@ def test_concurrent_clients_every_2xx_has_exactly_one_row(live_api: LiveApi) -> 
 
 def test_exporter_reads_the_log_as_its_current_window(live_api: LiveApi) -> None:
     """The exporter's SQL source (sources.load_current) reads the rows the API logs."""
-    from exporter.sources import load_current
+    from exporter.data.sources import load_current
 
     answers = httpx.post(
         f"{live_api.url}/predict/batch", json={"customers": customers(5, seed=31)}

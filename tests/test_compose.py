@@ -7,7 +7,7 @@ interpolated by it. The rest reads the YAML: every bind-mounted path exists, eve
 address a config names (Prometheus targets, Grafana's datasource, Alertmanager's webhook
 and SMTP relay, the API URL, the MLflow tracking URI, the SQLite files) points at a
 compose service and a port that service listens on, images are pinned, and no secret
-value is written anywhere. The one-shot renderers (:mod:`exporter.compose`) run here on
+value is written anywhere. The one-shot renderers (:mod:`exporter.ops.compose`) run here on
 temporary secret folders, their output checked by promtool and amtool when installed.
 """
 
@@ -30,9 +30,9 @@ import bcrypt
 import pytest
 import yaml
 
-from exporter import compose as compose_cli
-from exporter import promconfig
 from exporter.config import load_config
+from exporter.ops import compose as compose_cli
+from exporter.ops import promconfig
 
 from .conftest import in_ci
 from .support import REPO
@@ -476,7 +476,7 @@ def test_the_rendered_alertmanager_config_reaches_alertmanager(
     assert base[PurePosixPath(flag(renderer["command"], "--base") or "")] == (
         promconfig.ALERTMANAGER_CONFIG
     )
-    assert renderer["entrypoint"] == ["python", "-m", "exporter.compose"]
+    assert renderer["entrypoint"] == ["python", "-m", "exporter.ops.compose"]
     # The renderer writes into a folder the image creates for its user (Dockerfile).
     assert str(out.parent) in DOCKERFILE.read_text()
     dependency = manager["depends_on"]["alertmanager-config"]["condition"]
@@ -621,7 +621,7 @@ def test_the_rendered_prometheus_config_reaches_prometheus(
 ) -> None:
     renderer = services["prometheus-config"]
     command = renderer["command"]
-    assert renderer["entrypoint"] == ["python", "-m", "exporter.compose"]
+    assert renderer["entrypoint"] == ["python", "-m", "exporter.ops.compose"]
     assert command[0] == "render-prometheus"
     out = PurePosixPath(flag(command, "--out") or "")
     prometheus = services["prometheus"]

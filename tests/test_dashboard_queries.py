@@ -13,7 +13,7 @@ free 127.0.0.1 port, stopped by pid:
   Optuna jobs every 1.2 s on that log (the minimum window and labelled rows lowered to
   what the simulator sends);
 * Prometheus 2.x scraping the exporter and the API every second, configured from
-  prometheus/prometheus.yml by ``exporter.promconfig`` with the repo's recording and
+  prometheus/prometheus.yml by ``exporter.ops.promconfig`` with the repo's recording and
   alert rules, every ``for:`` capped to 1 s (``promconfig.write_short_rules``), so the
   drift alerts fire and ``ALERTS`` has series.
 
@@ -49,7 +49,8 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from exporter import predlog, promconfig  # noqa: E402
+from exporter.data import predlog  # noqa: E402
+from exporter.ops import promconfig  # noqa: E402
 
 from .api_fixtures import TrainedStore  # noqa: E402
 from .support import Process, churn_monitor, free_port, http_get, wait_until  # noqa: E402

@@ -8,16 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exporter import decision, drift, schema
 from exporter.config import FeatureRule
-from exporter.decision import DEFAULT_MIN_WINDOW_ROWS, DEFAULT_RULES, assess
+from exporter.domain import schema
+from exporter.stats import decision, drift
+from exporter.stats.decision import DEFAULT_MIN_WINDOW_ROWS, DEFAULT_RULES, assess
 
 WINDOWS = 200
 WINDOW_ROWS = 1000
 #: References for the error-rate tests have more than 10,000 rows, which puts the KS
 #: p-value in scipy's asymptotic regime and keeps the 200-window loops fast; the exact
 #: regime (e.g. a 7,043-row reference) gives the same rates (module notes of
-#: exporter.decision) and is checked against scipy in test_drift.py.
+#: exporter.stats.decision) and is checked against scipy in test_drift.py.
 RATE_REFERENCE_ROWS = 12_000
 
 
@@ -231,7 +232,7 @@ def test_false_alarms_and_detection_on_own_arrays(own_profile: drift.ReferencePr
 
 @pytest.fixture(scope="module")
 def telco() -> tuple[drift.ReferenceProfile, pd.DataFrame]:
-    synthetic = pytest.importorskip("exporter.synthetic")
+    synthetic = pytest.importorskip("exporter.data.synthetic")
     reference = synthetic.generate_customers(RATE_REFERENCE_ROWS, seed=2024)
     profile = drift.build_profile(reference, schema.NUMERIC_FEATURES, schema.CATEGORICAL_FEATURES)
     stream = synthetic.generate_customers(WINDOWS * WINDOW_ROWS, seed=2025, scenario="none")
@@ -273,7 +274,7 @@ def test_half_sd_shift_of_monthly_charges_is_detected(
 def test_new_category_and_sudden_drift_are_flagged(
     telco: tuple[drift.ReferenceProfile, pd.DataFrame],
 ) -> None:
-    synthetic = pytest.importorskip("exporter.synthetic")
+    synthetic = pytest.importorskip("exporter.data.synthetic")
     profile, _ = telco
     window = synthetic.generate_customers(1000, seed=7, scenario="new_payment_method")
     result = assess(profile, window, drift_threshold=0.25, min_window_rows=DEFAULT_MIN_WINDOW_ROWS)

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from exporter import drift
+from exporter.stats import drift
 
 EPS = drift.PSI_EPSILON
 

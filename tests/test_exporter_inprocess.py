@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
-from exporter.server import ExporterServer, make_app
-from exporter.service import Monitor, serve
-from exporter.snapshot import ModelRef
+from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.store import ModelRef
+from exporter.monitor.wiring import Monitor, serve
 
 from .support import free_port, http_get, wait_until
 
@@ -140,10 +140,11 @@ def test_feature_that_disappears_stops_being_exported(tmp_path: Path) -> None:
     """A column missing from the window yields no per-feature series, not a stale one."""
     import pandas as pd
 
-    from exporter import drift, synthetic
-    from exporter.collector import drift_families
-    from exporter.decision import assess
-    from exporter.snapshot import DriftSnapshot
+    from exporter.data import synthetic
+    from exporter.monitor.collector import drift_families
+    from exporter.monitor.store import DriftSnapshot
+    from exporter.stats import drift
+    from exporter.stats.decision import assess
 
     ref = synthetic.generate_customers(1000, seed=1)
     profile = drift.build_profile(ref, ["tenure", "MonthlyCharges"], ["Contract"])
@@ -178,8 +179,8 @@ def test_server_404_and_landing(tmp_path: Path) -> None:
 
 
 def test_a_truncated_csv_window_is_an_error_naming_the_row(tmp_path: Path) -> None:
-    from exporter import synthetic
-    from exporter.sources import SourceError, read_frame
+    from exporter.data import synthetic
+    from exporter.data.sources import SourceError, read_frame
 
     path = tmp_path / "current.csv"
     synthetic.generate_customers(50, seed=3).to_csv(path, index=False)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import drift
 from exporter.config import load_config
-from exporter.decision import assess
-from exporter.loader import load_customers
+from exporter.data.loader import load_customers
+from exporter.stats import drift
+from exporter.stats.decision import assess
 
 from .support import Process, churn_monitor, free_port, http_get, wait_until
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter import synthetic
 from exporter.config import MonitoringConfig
-from exporter.history import WebhookError, open_history, parse_notification, query
-from exporter.receiver import AlertReceiver
-from exporter.registry import load_champion, resolve
-from exporter.retraining import RetrainingTrigger
+from exporter.data import synthetic
+from exporter.data.history import WebhookError, open_history, parse_notification, query
+from exporter.loop.receiver import AlertReceiver
+from exporter.loop.retraining import RetrainingTrigger
+from exporter.model.registry import load_champion, resolve
 
 from .test_performance_monitoring import log_window, make_config
 
@@ -101,8 +101,8 @@ def test_retraining_follows_the_promotion_rule_and_the_cooldown(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Champion trained on `none`; recent labelled traffic follows `concept`."""
-    from exporter import predlog
-    from exporter.training import train
+    from exporter.data import predlog
+    from exporter.training.pipeline import train
 
     tmp = tmp_path_factory.mktemp("retrain")
     config = make_config(tmp)
@@ -180,8 +180,8 @@ def test_a_real_alertmanager_posts_to_the_receiver(tmp_path: Path, require_binar
     import urllib.request
 
     from exporter.config import parse_config
-    from exporter.server import ExporterServer, make_app
-    from exporter.service import Monitor
+    from exporter.monitor.server import ExporterServer, make_app
+    from exporter.monitor.wiring import Monitor
 
     from .alerting_fixtures import Alertmanager, HttpSink, SmtpSink
     from .support import wait_until

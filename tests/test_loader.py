@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exporter import schema
-from exporter.loader import (
+from exporter.data.loader import (
     DataSchemaError,
     LoadedData,
     encode_target,
     load_customers,
     normalize_frame,
 )
-from exporter.synthetic import NEW_PAYMENT_METHOD, generate_customers
+from exporter.data.synthetic import NEW_PAYMENT_METHOD, generate_customers
+from exporter.domain import schema
 
 HEADER = ",".join(schema.ALL_COLUMNS)
 #: Rows shaped like the public export, including a tenure-0 row with a blank " "

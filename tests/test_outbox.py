@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.outbox import HEALTH_PATH, SLACK_PATH, Outbox, Sinks, format_list, message_text
+from exporter.ops.outbox import HEALTH_PATH, SLACK_PATH, Outbox, Sinks, format_list, message_text
 
 from .support import free_port, http_get
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from exporter.performance import (
+from exporter.stats.performance import (
     degradation,
     estimated_metrics,
     fit_calibrator,

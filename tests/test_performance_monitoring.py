@@ -22,12 +22,13 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn import metrics as skm
 
-from exporter import predlog, schema, synthetic
 from exporter.config import MonitoringConfig, parse_config
-from exporter.registry import LoadedModel, load_champion
-from exporter.server import ExporterServer, make_app
-from exporter.service import build_monitor
-from exporter.training import train
+from exporter.data import predlog, synthetic
+from exporter.domain import schema
+from exporter.model.registry import LoadedModel, load_champion
+from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.wiring import build_monitor
+from exporter.training.pipeline import train
 
 from .support import copy_store, http_get
 
@@ -204,7 +205,7 @@ def test_realized_metrics_equal_sklearn_through_a_real_scrape(champion, log_db) 
 
 
 def test_runs_appear_in_the_history_with_the_exported_values(champion, log_db) -> None:
-    from exporter.history import open_history, query
+    from exporter.data.history import open_history, query
 
     _, model = champion
     frame = synthetic.generate_customers(800, seed=22, scenario="sudden", id_offset=20_000)
@@ -236,8 +237,8 @@ def test_runs_appear_in_the_history_with_the_exported_values(champion, log_db) -
 
 def test_estimate_tracks_realized_under_covariate_shift_but_not_concept_drift(champion) -> None:
     """Windows of 2,000 labelled rows from the simulator's generator."""
-    from exporter.jobs import PerformanceJob, ReferenceCache
-    from exporter.performance import estimated_metrics, realized_metrics
+    from exporter.monitor.jobs import PerformanceJob, ReferenceCache
+    from exporter.stats.performance import estimated_metrics, realized_metrics
 
     tmp, model = champion
     config = make_config(tmp)

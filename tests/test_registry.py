@@ -20,18 +20,19 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from exporter import modeling, schema
 from exporter.config import MonitoringConfig, parse_config
-from exporter.registry import (
+from exporter.data.synthetic import generate_customers
+from exporter.domain import schema
+from exporter.model import modeling
+from exporter.model.registry import (
     LoadedModel,
     ModelUnavailable,
     ModelWatch,
     load_champion,
     resolve,
 )
-from exporter.snapshot import ModelRef
-from exporter.synthetic import generate_customers
-from exporter.training import TrainResult, train
+from exporter.monitor.store import ModelRef
+from exporter.training.pipeline import TrainResult, train
 
 from .support import copy_store
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.reports import prune_reports, report_dir, write_report
+from exporter.monitor.reports import prune_reports, report_dir, write_report
 
 
 def test_write_is_atomic_and_json_safe(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 
 import sqlalchemy as sa  # noqa: E402
 
-from exporter import predlog, synthetic  # noqa: E402
-from exporter.simulate import SimulationError, SimulationResult, _records, simulate  # noqa: E402
+from exporter.data import predlog, synthetic  # noqa: E402
+from exporter.ops.simulate import SimulationError, SimulationResult, _records, simulate  # noqa: E402
 
 from .api_fixtures import LiveApi, count_rows, fetch_rows  # noqa: E402
 from .support import free_port  # noqa: E402

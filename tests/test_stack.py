@@ -1,6 +1,6 @@
 """`churn-monitor up`: the plan (pure), the supervisor, and the real command.
 
-The plan tests feed :func:`exporter.stack.plan_stack` made-up facts about the machine.
+The plan tests feed :func:`exporter.ops.stack.plan_stack` made-up facts about the machine.
 The process tests start real children and look in /proc afterwards: every process the
 stack started (and every process in their groups) must be gone, not orphaned.
 """
@@ -24,9 +24,10 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from exporter import cli, promconfig, stack  # noqa: E402
+from exporter.cli import main as cli  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
-from exporter.stack import Facts, ServiceSpec, StackError, Supervisor, plan_stack  # noqa: E402
+from exporter.ops import promconfig, stack  # noqa: E402
+from exporter.ops.stack import Facts, ServiceSpec, StackError, Supervisor, plan_stack  # noqa: E402
 
 from .api_fixtures import TrainedStore  # noqa: E402
 from .support import REPO, Process, free_port, wait_until  # noqa: E402

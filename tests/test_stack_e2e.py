@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from exporter.config import parse_config
-from exporter.outbox import Message, Outbox, message_text
+from exporter.ops.outbox import Message, Outbox, message_text
 
 from .support import REPO, Process, free_port, wait_until
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from exporter.studies import TRIAL_STATES, StudyProgress, StudyStorageError, study_progress
+from exporter.model.studies import TRIAL_STATES, StudyProgress, StudyStorageError, study_progress
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

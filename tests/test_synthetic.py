@@ -14,8 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from exporter import schema
-from exporter.synthetic import (
+from exporter.data.synthetic import (
     NEW_PAYMENT_METHOD,
     NEW_PAYMENT_METHOD_SHARE,
     PRICE_INCREASE,
@@ -23,6 +22,7 @@ from exporter.synthetic import (
     churn_probability,
     generate_customers,
 )
+from exporter.domain import schema
 
 N = 20_000
 FEATURES = list(schema.FEATURES)

@@ -22,10 +22,11 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from exporter import modeling, schema
 from exporter.config import MonitoringConfig, parse_config
-from exporter.synthetic import generate_customers
-from exporter.training import TrainingError, TrainResult, train
+from exporter.data.synthetic import generate_customers
+from exporter.domain import schema
+from exporter.model import modeling
+from exporter.training.pipeline import TrainingError, TrainResult, train
 
 ROWS = 1500
 TRIALS = 2
@@ -193,7 +194,7 @@ def test_same_seed_and_data_give_the_same_model(
     trained: Trained, customers_csv: Path, tmp_path: Path
 ) -> None:
     """Identical results are promised for identical fresh storages (a study that already
-    holds trials samples differently, by design: see exporter.training)."""
+    holds trials samples differently, by design: see exporter.training.pipeline)."""
     again = _train_in(tmp_path, customers_csv).result
     first = trained.result
     assert again.best_params == first.best_params

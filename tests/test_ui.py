@@ -18,8 +18,8 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import httpx  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from exporter import schema  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
+from exporter.domain import schema  # noqa: E402
 from exporter.ui import explain, form  # noqa: E402
 from exporter.ui.apiclient import unlogged_batch_in_spec  # noqa: E402
 from exporter.ui.launch import CONFIG_JSON_ENV, load_ui_config, streamlit_command  # noqa: E402

@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from exporter import cli  # noqa: E402
+from exporter.cli import main as cli  # noqa: E402
 from exporter.ui import form  # noqa: E402
 
 from .api_fixtures import LiveApi  # noqa: E402

@@ -15,9 +15,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter import compose, promconfig
 from exporter.config import ConfigError
-from exporter.webconfig import load_web_config
+from exporter.ops import compose, promconfig
+from exporter.web.webconfig import load_web_config
 
 from .support import Process, churn_monitor, free_port, wait_until
 

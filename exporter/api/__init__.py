@@ -4,6 +4,6 @@
 uvicorn (``churn-monitor api``).
 """
 
-from .app import create_app, serve_api
+from exporter.api.app import create_app, serve_api
 
 __all__ = ["create_app", "serve_api"]

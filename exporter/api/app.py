@@ -29,16 +29,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__, predlog
-from ..config import MonitoringConfig
-from ..webconfig import OPEN_PATHS, WebConfig, load_web_config
-from . import errors
-from .auth import BasicAuthMiddleware
-from .bodylimit import BodySizeLimitMiddleware
-from .champion import ChampionHolder, ModelLoader, Served, WatchFactory
-from .logguard import LogFileGuard
-from .metrics import ApiMetrics, RequestMetricsMiddleware
-from .models import (
+from exporter import __version__
+from exporter.api import errors
+from exporter.api.auth import BasicAuthMiddleware
+from exporter.api.bodylimit import BodySizeLimitMiddleware
+from exporter.api.champion import ChampionHolder, ModelLoader, Served, WatchFactory
+from exporter.api.logguard import LogFileGuard
+from exporter.api.metrics import ApiMetrics, RequestMetricsMiddleware
+from exporter.api.models import (
     BatchResponse,
     Customer,
     ErrorBody,
@@ -50,7 +48,10 @@ from .models import (
     ValidationErrorBody,
     batch_request_model,
 )
-from .scoring import ModelNotReady, Scored, Scorer
+from exporter.api.scoring import ModelNotReady, Scored, Scorer
+from exporter.config import MonitoringConfig
+from exporter.data import predlog
+from exporter.web.webconfig import OPEN_PATHS, WebConfig, load_web_config
 
 log = logging.getLogger("churn_monitor.api")
 
@@ -171,7 +172,7 @@ def _in_daemon_thread(func: Callable[[], T]) -> asyncio.Future[T]:
 
 
 def _default_loader() -> tuple[ModelLoader, WatchFactory]:
-    from .. import registry  # imports MLflow: only when the real registry is wanted
+    from exporter.model import registry  # imports MLflow: only when the real registry is wanted
 
     return registry.load_champion, registry.ModelWatch
 

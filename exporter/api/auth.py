@@ -15,7 +15,7 @@ import json
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..webconfig import OPEN_PATHS, WebConfig
+from exporter.web.webconfig import OPEN_PATHS, WebConfig
 
 _BODY = json.dumps(
     {"detail": "authentication required: send a configured user's password (HTTP basic auth)"}

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import modeling, schema, synthetic
-from ..config import MonitoringConfig
-from ..snapshot import ModelRef
-from .fastpath import FastPath, verified_fast_path
+from exporter.api.fastpath import FastPath, verified_fast_path
+from exporter.config import MonitoringConfig
+from exporter.data import synthetic
+from exporter.domain import schema
+from exporter.model import modeling
+from exporter.monitor.store import ModelRef
 
 log = logging.getLogger("churn_monitor.api")
 

@@ -23,8 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..predlog import LogUnavailable, UnknownPrediction
-from .scoring import InferenceFailed, ModelNotReady
+from exporter.api.scoring import InferenceFailed, ModelNotReady
+from exporter.data.predlog import LogUnavailable, UnknownPrediction
 
 log = logging.getLogger("churn_monitor.api")
 

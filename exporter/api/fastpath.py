@@ -5,7 +5,7 @@ rows: most of it is the ColumnTransformer's per-call bookkeeping (column selecti
 dtype checks, one ``check_array`` per step), not arithmetic. The API scores a few rows
 at a time, so that overhead is nearly all of its inference cost.
 
-`compile_fast_path` recognises the pipeline :mod:`exporter.modeling` builds (a
+`compile_fast_path` recognises the pipeline :mod:`exporter.model.modeling` builds (a
 ColumnTransformer of median-imputed, standard-scaled numbers and constant-imputed,
 one-hot encoded categories, then a classifier; optionally inside a
 ``FixedThresholdClassifier``) and precomputes the fitted parameters, so a batch is

@@ -25,8 +25,8 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .. import predlog
-from ..predlog import LogUnavailable
+from exporter.data import predlog
+from exporter.data.predlog import LogUnavailable
 
 log = logging.getLogger("churn_monitor.api")
 

@@ -1,7 +1,7 @@
 """Request and response bodies of the prediction API (pydantic).
 
 A customer is the 19 model features of the Telco export with their exact value sets
-(:data:`exporter.schema.CATEGORIES`), plus an optional ``customerID``. Unknown fields
+(:data:`exporter.domain.schema.CATEGORIES`), plus an optional ``customerID``. Unknown fields
 are rejected, so a misspelt feature is an error naming it rather than a silently
 imputed value.
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .. import schema
+from exporter.domain import schema
 
 #: Hard limits the API enforces: twice the schema's plausible maxima (see module doc).
 MONTHLY_CHARGES_MAX = 2 * schema.NUMERIC_RANGES["MonthlyCharges"][1]

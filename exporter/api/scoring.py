@@ -44,11 +44,12 @@ import pandas as pd
 import sklearn
 from sqlalchemy.engine import Engine
 
-from .. import predlog, schema
-from .champion import ChampionHolder, Served
-from .logguard import LogFileGuard
-from .metrics import ApiMetrics
-from .models import Customer
+from exporter.api.champion import ChampionHolder, Served
+from exporter.api.logguard import LogFileGuard
+from exporter.api.metrics import ApiMetrics
+from exporter.api.models import Customer
+from exporter.data import predlog
+from exporter.domain import schema
 
 log = logging.getLogger("churn_monitor.api")
 

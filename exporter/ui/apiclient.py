@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ..config import MonitoringConfig
+from exporter.config import MonitoringConfig
 
 API_URL_ENV = "CHURN_API_URL"
 #: Seconds to wait for an answer: one prediction, or a batch of 19 variants.

@@ -18,8 +18,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from exporter import schema
 from exporter.config import ConfigError, MonitoringConfig
+from exporter.domain import schema
 from exporter.ui import explain, form
 from exporter.ui.apiclient import ApiClient, ApiError, PredictionResult, api_url
 from exporter.ui.launch import load_ui_config

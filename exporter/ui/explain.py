@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import schema
-from .form import DEPENDENTS, Reference, consistent
+from exporter.domain import schema
+from exporter.ui.form import DEPENDENTS, Reference, consistent
 
 #: Effects smaller than this (half a percentage point) are not worth a sentence.
 MIN_EFFECT = 0.005

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import schema
+from exporter.domain import schema
 
 #: Feature name -> (service feature, its "no service" value, the dependent's value then).
 #: InternetService "No" means the add-ons are "No internet service"; PhoneService "No"
@@ -130,7 +130,7 @@ def reference_from_frame(frame: pd.DataFrame, source: str) -> Reference:
 def load_reference(path: str | Path) -> Reference:
     """The reference snapshot at `path`, or the built-in defaults (with a note) when it
     is absent or unreadable. Never raises for a data problem."""
-    from ..loader import DataSchemaError, load_customers
+    from exporter.data.loader import DataSchemaError, load_customers
 
     path = Path(path)
     if not path.is_file():

@@ -3,7 +3,7 @@
 Training logs the mean permutation importance (drop of ROC AUC when the feature is
 shuffled) of each raw feature as the run metric ``importance_<feature>`` and the mean
 and standard deviation in the artifact ``feature_importance.json``
-(:mod:`exporter.training`). :func:`feature_importance` reads the metrics of a run, or
+(:mod:`exporter.training.pipeline`). :func:`feature_importance` reads the metrics of a run, or
 the artifact when the run has no such metrics; with ``model.local_path`` it reads
 ``feature_importance.json`` inside the model directory or beside it. Every problem
 raises :class:`ImportanceUnavailable` saying why; a missing SQLite store is reported,
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..config import MonitoringConfig
+from exporter.config import MonitoringConfig
 
 METRIC_PREFIX = "importance_"
 ARTIFACT = "feature_importance.json"
@@ -70,8 +70,8 @@ def feature_importance(config: MonitoringConfig, run_id: str) -> dict[str, float
 
 
 def _from_run(uri: str, run_id: str) -> dict[str, float]:
-    from ..dburl import sqlite_file
-    from ..registry import absolute_tracking_uri  # imports MLflow: only when needed
+    from exporter.data.dburl import sqlite_file
+    from exporter.model.registry import absolute_tracking_uri  # imports MLflow: only when needed
 
     if not run_id or run_id == "unknown":
         raise ImportanceUnavailable("the served model has no known training run")

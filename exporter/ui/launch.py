@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..config import MonitoringConfig, load_config, parse_config
+from exporter.config import MonitoringConfig, load_config, parse_config
 
 APP_PATH = Path(__file__).resolve().with_name("app.py")
 CONFIG_JSON_ENV = "CHURN_MONITOR_UI_CONFIG"

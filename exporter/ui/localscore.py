@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from .. import schema
-from ..config import MonitoringConfig
+from exporter.config import MonitoringConfig
+from exporter.domain import schema
 
 # The model download is local and quick; its progress bar would only clutter the log.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -39,7 +39,7 @@ class LocalScorer:
         self._loaded: Any = None
 
     def _ensure(self, version: str) -> Any:
-        from ..registry import load_champion  # imports MLflow: only when needed
+        from exporter.model.registry import load_champion  # imports MLflow: only when needed
 
         with self._lock:
             if self._loaded is None or self._loaded.ref.version != version:

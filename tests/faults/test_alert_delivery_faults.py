@@ -1,7 +1,7 @@
 """Alert delivery under faults, with real processes end to end.
 
 The chain is the one of tests/test_alerting_e2e.py: `churn-monitor run --mode
-continuous` -> Prometheus (the repository's rules, rendered by exporter/promconfig.py)
+continuous` -> Prometheus (the repository's rules, rendered by exporter/ops/promconfig.py)
 -> Alertmanager (the repository's config, short group timers) -> a real SMTP server
 (aiosmtpd) and an HTTP sink for Slack. One exporter is shared by the module; its
 current window is switched between a calm and a drifting one (critical
@@ -49,10 +49,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import promconfig
 from exporter.config import parse_config
-from exporter.setup import DEMO_ROWS, DEMO_SCENARIO, REFERENCE_ROWS
-from exporter.synthetic import generate_customers
+from exporter.data.synthetic import generate_customers
+from exporter.ops import promconfig
+from exporter.ops.bootstrap import DEMO_ROWS, DEMO_SCENARIO, REFERENCE_ROWS
 
 from ..alerting_fixtures import (
     EVAL_INTERVAL,

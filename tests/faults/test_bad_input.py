@@ -26,8 +26,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from pydantic import BaseModel
 
-from exporter import decision, drift, schema, synthetic
 from exporter.config import ConfigError, MonitoringConfig, parse_config
+from exporter.data import synthetic
+from exporter.domain import schema
+from exporter.stats import decision, drift
 
 pytest_plugins = ["tests.api_fixtures"]
 

@@ -32,7 +32,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
-from exporter.synthetic import generate_customers
+from exporter.data.synthetic import generate_customers
 
 from ..alerting_fixtures import ExporterProcess, Prometheus, wait_for
 from ..support import http_get

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from exporter import predlog, synthetic  # noqa: E402
+from exporter.data import predlog, synthetic  # noqa: E402
 
 from ..api_fixtures import LiveApi, count_rows, customers, fetch_rows  # noqa: E402
 from ..support import Process, churn_monitor, free_port, http_get, wait_until  # noqa: E402

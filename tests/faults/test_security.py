@@ -509,7 +509,7 @@ def test_model_comes_only_from_the_alias_or_local_path(
     from mlflow import MlflowClient
 
     from exporter.api import create_app
-    from exporter.registry import load_champion
+    from exporter.model.registry import load_champion
 
     uri = _store_copy(mlflow_store, tmp_path)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -1,0 +1,1 @@
+"""The `churn-monitor` command line."""

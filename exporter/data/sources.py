@@ -1,0 +1,144 @@
+"""Where the reference and the current window come from: files and the prediction log.
+
+Every function here does I/O and returns a DataFrame in the Telco schema (checked by
+`loader.normalize_frame`), plus the model's ``score`` column where the source has one.
+Problems raise `SourceError` with a message naming the path, table or column.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from exporter.config import CurrentSourceConfig
+from exporter.data.loader import DataSchemaError, normalize_frame, read_table
+from exporter.data.predlog import make_engine
+from exporter.domain import schema
+
+SCORE = "score"
+PREDICTED = "predicted"
+ACTUAL = "actual"
+_PASSTHROUGH = (SCORE, PREDICTED, ACTUAL)
+
+
+class SourceError(RuntimeError):
+    """The reference or the current window could not be read."""
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read one CSV (optionally gzipped, BOM tolerated) or Parquet file as raw columns."""
+    p = Path(path)
+    try:
+        return read_table(p)
+    except FileNotFoundError:
+        raise SourceError(f"{p}: file not found") from None
+    except DataSchemaError as err:
+        raise SourceError(str(err)) from None
+    except Exception as err:  # pyarrow and the csv parser raise many types
+        raise SourceError(f"{p}: cannot read: {err}") from None
+
+
+def _schema_frame(raw: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Validate the Telco columns and keep the score/predicted columns the source has."""
+    try:
+        loaded = normalize_frame(raw)
+    except DataSchemaError as err:
+        raise SourceError(f"{where}: {err}") from None
+    frame = loaded.frame
+    for column in _PASSTHROUGH:
+        if column in raw.columns:
+            values = pd.to_numeric(raw[column], errors="coerce")
+            frame = frame.assign(**{column: values.to_numpy()})
+    return frame
+
+
+def load_reference(path: str | Path) -> pd.DataFrame:
+    """The reference snapshot written at training time (features and, if present, scores)."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(
+            f"{p}: reference not found (run `churn-monitor train` or `churn-monitor setup`)"
+        )
+    frame = _schema_frame(read_frame(p), str(p))
+    if frame.empty:
+        raise SourceError(f"{p}: the reference has no rows")
+    return frame
+
+
+def _load_files(source: CurrentSourceConfig) -> pd.DataFrame:
+    pattern = str(source.path)
+    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    if not paths or not Path(paths[0]).exists():
+        raise SourceError(f"data.current.path: no file matches {pattern}")
+    frames = [_schema_frame(read_frame(p), p) for p in paths]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if source.window_rows is not None:
+        frame = frame.tail(source.window_rows).reset_index(drop=True)
+    return frame
+
+
+def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
+    engine = make_engine(source.url)
+    try:
+        table = sa.Table(source.table, sa.MetaData(), autoload_with=engine)
+        query = sa.select(table).order_by(table.c.ts.desc())
+        if source.window_hours is not None:
+            query = query.where(table.c.ts >= now - source.window_hours * 3600.0)
+        if source.window_rows is not None:
+            query = query.limit(source.window_rows)
+        with engine.connect() as conn:
+            raw = pd.read_sql(query, conn)
+    except sa.exc.NoSuchTableError:
+        raise SourceError(f"{source.url}: table {source.table!r} does not exist") from None
+    except sa.exc.SQLAlchemyError as err:
+        raise SourceError(f"{source.url}: {err.__class__.__name__}: {err.orig or err}") from None
+    finally:
+        engine.dispose()
+    raw = raw.rename(columns={"customer_id": schema.ID_COLUMN}).iloc[::-1]
+    return _schema_frame(raw.reset_index(drop=True), f"{source.url} table {source.table}")
+
+
+def load_current(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
+    """The current window: the newest rows of the prediction log or of the files."""
+    if source.kind == "file":
+        return _load_files(source)
+    return _load_sql(source, now)
+
+
+def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) -> pd.DataFrame:
+    """Predictions logged in the last `window_hours` that have feedback, with ``actual``.
+
+    The window is by prediction time, so a label that arrives late still counts while
+    its prediction is inside the window. With several feedback rows for one prediction
+    the newest wins.
+    """
+    engine = make_engine(source.url)
+    try:
+        meta = sa.MetaData()
+        preds = sa.Table(source.table, meta, autoload_with=engine)
+        fb = sa.Table("feedback", meta, autoload_with=engine)
+        newest = (
+            sa.select(fb.c.prediction_id, sa.func.max(fb.c.id).label("fid"))
+            .group_by(fb.c.prediction_id)
+            .subquery()
+        )
+        query = (
+            sa.select(preds, fb.c.actual.label(ACTUAL))
+            .join(newest, newest.c.prediction_id == preds.c.id)
+            .join(fb, fb.c.id == newest.c.fid)
+            .where(preds.c.ts >= now - window_hours * 3600.0)
+            .order_by(preds.c.ts)
+        )
+        with engine.connect() as conn:
+            raw = pd.read_sql(query, conn)
+    except sa.exc.NoSuchTableError as err:
+        raise SourceError(f"{source.url}: table {err} does not exist") from None
+    except sa.exc.SQLAlchemyError as err:
+        raise SourceError(f"{source.url}: {err.__class__.__name__}: {err.orig or err}") from None
+    finally:
+        engine.dispose()
+    raw = raw.rename(columns={"customer_id": schema.ID_COLUMN})
+    return _schema_frame(raw, f"{source.url} table {source.table} with feedback")

@@ -1,0 +1,1 @@
+"""The closed loop: Alertmanager's webhook into the history, and retraining."""

@@ -1,0 +1,165 @@
+"""The churn classifier: feature preparation, the sklearn pipeline, its search space and
+the metrics and decision threshold it is judged by.
+
+Pure computation, no I/O: :mod:`exporter.training.pipeline` wires these to Optuna and MLflow.
+
+The pipeline takes the 19 raw Telco features (``schema.FEATURES``; other columns such
+as customerID are ignored) and is a ``ColumnTransformer`` followed by one classifier:
+
+* numeric (SeniorCitizen, tenure, MonthlyCharges, TotalCharges): median imputation
+  (TotalCharges is blank where tenure is 0), then standard scaling;
+* categorical (the other 15): missing values become the category ``"missing"``, then
+  one-hot encoding with ``handle_unknown="ignore"`` (an unseen value such as a new
+  payment method encodes as all zeros instead of failing);
+* the classifier is one of :data:`MODEL_FAMILIES`, chosen by Optuna together with its
+  hyperparameters (:func:`suggest_params`).
+
+Every estimator runs single-threaded and seeded, so a fit is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from exporter.domain import schema
+
+#: Features the model treats as numbers (SeniorCitizen is 0/1, numeric to the model).
+MODEL_NUMERIC: tuple[str, ...] = ("SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges")
+#: Features the model one-hot encodes.
+MODEL_CATEGORICAL: tuple[str, ...] = tuple(f for f in schema.FEATURES if f not in MODEL_NUMERIC)
+
+LOGISTIC = "logistic_regression"
+BOOSTING = "hist_gradient_boosting"
+#: The model families Optuna chooses between (the categorical parameter ``model``).
+MODEL_FAMILIES: tuple[str, ...] = (LOGISTIC, BOOSTING)
+
+#: Keys of :func:`classification_metrics`, the ``metric`` label values of the
+#: ``churn_model_performance*`` families.
+METRIC_NAMES: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def prepare_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input: ``schema.FEATURES`` in order, numeric features as float64.
+
+    Floats for every numeric feature give the logged MLflow signature one stable type
+    (``double``) whether or not a column had blanks in the training file.
+    """
+    missing = [c for c in schema.FEATURES if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing feature column(s): {', '.join(missing)}")
+    features = frame.loc[:, list(schema.FEATURES)].copy()
+    for column in MODEL_NUMERIC:
+        features[column] = pd.to_numeric(features[column], errors="coerce").astype(np.float64)
+    return features.reset_index(drop=True)
+
+
+def preprocessor() -> ColumnTransformer:
+    """Imputation, scaling and one-hot encoding of the raw features."""
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    return ColumnTransformer(
+        [("num", numeric, list(MODEL_NUMERIC)), ("cat", categorical, list(MODEL_CATEGORICAL))],
+        remainder="drop",
+    )
+
+
+def suggest_params(trial: Any) -> dict[str, Any]:
+    """Draw a model family and its hyperparameters from an Optuna trial.
+
+    Parameter names carry their family's prefix (``lr_``, ``hgb_``) so the numeric
+    parameters of the best trial are unambiguous when exported per study.
+    """
+    family = trial.suggest_categorical("model", list(MODEL_FAMILIES))
+    params: dict[str, Any] = {"model": family}
+    if family == LOGISTIC:
+        params["lr_C"] = trial.suggest_float("lr_C", 1e-3, 1e2, log=True)
+    else:
+        params["hgb_learning_rate"] = trial.suggest_float("hgb_learning_rate", 0.02, 0.3, log=True)
+        params["hgb_max_iter"] = trial.suggest_int("hgb_max_iter", 50, 300, log=True)
+        params["hgb_max_leaf_nodes"] = trial.suggest_int("hgb_max_leaf_nodes", 4, 32, log=True)
+        params["hgb_min_samples_leaf"] = trial.suggest_int(
+            "hgb_min_samples_leaf", 10, 100, log=True
+        )
+        params["hgb_l2_regularization"] = trial.suggest_float(
+            "hgb_l2_regularization", 1e-4, 10.0, log=True
+        )
+    return params
+
+
+def classifier(params: Mapping[str, Any], seed: int) -> Any:
+    """The estimator described by ``params`` (as returned by :func:`suggest_params`)."""
+    family = params["model"]
+    if family == LOGISTIC:
+        return LogisticRegression(C=float(params["lr_C"]), max_iter=2000)
+    if family == BOOSTING:
+        return HistGradientBoostingClassifier(
+            learning_rate=float(params["hgb_learning_rate"]),
+            max_iter=int(params["hgb_max_iter"]),
+            max_leaf_nodes=int(params["hgb_max_leaf_nodes"]),
+            min_samples_leaf=int(params["hgb_min_samples_leaf"]),
+            l2_regularization=float(params["hgb_l2_regularization"]),
+            early_stopping=False,
+            random_state=seed,
+        )
+    raise ValueError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
+
+
+def build_pipeline(params: Mapping[str, Any], seed: int) -> Pipeline:
+    """An unfitted preprocessing + classifier pipeline."""
+    return Pipeline([("preprocess", preprocessor()), ("classifier", classifier(params, seed))])
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold that maximises F1 (``score >= threshold`` is churn).
+
+    Ties go to the lowest such threshold. With a single class in ``y_true`` F1 is not
+    defined and 0.5 is returned.
+    """
+    y_true = np.asarray(y_true)
+    if len(np.unique(y_true)) < 2:
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    # The last precision/recall pair has no threshold (recall 0 by construction).
+    p, r = precision[:-1], recall[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def classification_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 at ``threshold``, and ROC AUC of the scores."""
+    y_true = np.asarray(y_true)
+    predicted = (np.asarray(scores) >= threshold).astype(np.int64)
+    roc = roc_auc_score(y_true, scores) if len(np.unique(y_true)) == 2 else float("nan")
+    return {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "precision": float(precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(recall_score(y_true, predicted, zero_division=0)),
+        "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "roc_auc": float(roc),
+    }

@@ -1,0 +1,304 @@
+"""The custom Prometheus collector: turns the latest snapshots into metric families.
+
+Nothing is computed here. Each scrape reads the store once and yields fresh families,
+so a feature that disappears from the snapshot stops being exported, and a scrape never
+waits for a job.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.model.studies import StudyProgress
+from exporter.monitor.store import (
+    DriftSnapshot,
+    JobHealth,
+    ModelRef,
+    PerformanceSnapshot,
+    SnapshotStore,
+)
+from exporter.stats.performance import METRICS
+
+_SCHEDULED = "Computed on a schedule; the last finished run is served."
+_KEEPS = "A failed run keeps the last good values."
+
+
+def _gauge(name: str, doc: str, labels: Iterable[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, f"{doc} {_SCHEDULED}", labels=list(labels))
+
+
+def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
+    """Add a sample unless the value is missing (None or NaN): absent beats fake."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return
+    family.add_metric(labels, float(value))
+
+
+def drift_families(snap: DriftSnapshot) -> Iterator[Metric]:
+    """The data-drift families of the contract (docs/metrics.md)."""
+    model = snap.model.name
+    result = snap.result
+    per_feature = {
+        "churn_feature_drift_ks_statistic": ("Two-sample KS statistic D.", "ks_statistic"),
+        "churn_feature_drift_ks_pvalue": ("p-value of the two-sample KS test.", "ks_pvalue"),
+        "churn_feature_drift_psi": ("Population stability index.", "psi"),
+        "churn_feature_drift_wasserstein": (
+            "Wasserstein-1 distance divided by the reference standard deviation.",
+            "wasserstein",
+        ),
+        "churn_feature_drift_jensenshannon": (
+            "Jensen-Shannon distance of category frequencies.",
+            "jensen_shannon",
+        ),
+    }
+    for name, (doc, attr) in per_feature.items():
+        family = _gauge(name, doc, ["model", "feature"])
+        for f in result.features:
+            _add(family, [model, f.feature], getattr(f, attr))
+        yield family
+
+    drifted = _gauge(
+        "churn_feature_drifted",
+        "1 if the feature's configured test says drift, 0 if not; absent while undecided.",
+        ["model", "feature"],
+    )
+    missing = _gauge(
+        "churn_feature_missing_ratio",
+        "Share of missing values in the current window.",
+        ["model", "feature"],
+    )
+    bins = _gauge(
+        "churn_feature_bin_ratio",
+        "Share of rows per PSI bin or category, dataset is reference or current.",
+        ["model", "feature", "bin", "dataset"],
+    )
+    for f in result.features:
+        if f.drifted is not None:
+            drifted.add_metric([model, f.feature], 1.0 if f.drifted else 0.0)
+        total = f.n_current + f.n_nan
+        _add(missing, [model, f.feature], f.n_nan / total if total else None)
+        for label, ref, cur in zip(f.bins, f.reference_ratios, f.current_ratios, strict=True):
+            _add(bins, [model, f.feature, label, "reference"], ref)
+            _add(bins, [model, f.feature, label, "current"], cur)
+    yield from (drifted, missing, bins)
+
+    per_model: list[tuple[str, str, float | None]] = [
+        (
+            "churn_data_drift_score",
+            "Share of decided features that drifted; absent while the window is too small.",
+            result.score,
+        ),
+        ("churn_data_drift_threshold", "Dataset drift threshold from config.", result.threshold),
+        (
+            "churn_data_drift_critical_threshold",
+            "Dataset drift threshold times the critical multiplier, from config.",
+            snap.critical_threshold,
+        ),
+        (
+            "churn_data_drift_min_window_rows",
+            "Fewest current rows on which a drift decision is made, from config.",
+            snap.min_window_rows,
+        ),
+        ("churn_window_rows", "Rows in the current window.", result.n_current),
+        ("churn_reference_rows", "Rows in the reference.", result.n_reference),
+    ]
+    for name, doc, value in per_model:
+        family = _gauge(name, doc, ["model"])
+        _add(family, [model], value)
+        yield family
+
+
+def performance_families(snap: PerformanceSnapshot) -> Iterator[Metric]:
+    """Model quality, prediction drift and business families of the contract."""
+    model = snap.model.name
+    per_metric = (
+        ("churn_model_performance", "Realized metric on labelled rows.", snap.realized.values),
+        (
+            "churn_model_performance_estimated",
+            "Metric estimated without labels (confidence-based, calibrated on the reference).",
+            snap.estimated.values,
+        ),
+        (
+            "churn_model_performance_baseline",
+            "The model's test-set metric from training.",
+            snap.baseline,
+        ),
+        (
+            "churn_model_performance_threshold_min",
+            "Minimum acceptable metric, from config.",
+            snap.minimums,
+        ),
+    )
+    for name, doc, values in per_metric:
+        family = _gauge(name, doc, ["model", "metric"])
+        for metric in METRICS:
+            _add(family, [model, metric], values.get(metric))
+        yield family
+
+    per_model: list[tuple[str, str, float | None]] = [
+        (
+            "churn_model_degradation_threshold",
+            "Baseline minus realized metric above which the model counts as degraded.",
+            snap.degradation_threshold,
+        ),
+        (
+            "churn_model_labeled_rows",
+            "Labelled rows in the performance window.",
+            snap.realized.n_rows,
+        ),
+        (
+            "churn_prediction_drift_psi",
+            "PSI of the model's scores, current window against reference.",
+            snap.prediction_psi,
+        ),
+        (
+            "churn_prediction_drift_ks_statistic",
+            "KS statistic of the model's scores, current window against reference.",
+            snap.prediction_ks,
+        ),
+        (
+            "churn_prediction_drift_psi_threshold",
+            "Prediction drift PSI threshold, from config.",
+            snap.prediction_psi_threshold,
+        ),
+        (
+            "churn_prediction_positive_ratio",
+            "Share of predicted churners in the current window.",
+            snap.positive_ratio,
+        ),
+        (
+            "churn_prediction_reference_positive_ratio",
+            "Share of predicted churners in the reference.",
+            snap.reference_positive_ratio,
+        ),
+        (
+            "churn_revenue_at_risk",
+            "Sum of MonthlyCharges times churn probability over the window, per month.",
+            snap.revenue_at_risk,
+        ),
+    ]
+    for name, doc, value in per_model:
+        family = _gauge(name, doc, ["model"])
+        _add(family, [model], value)
+        yield family
+
+
+def optuna_families(studies: tuple[StudyProgress, ...]) -> Iterator[Metric]:
+    """Study progress: best value, trials by state, numeric best parameters, last trial."""
+    best = _gauge("churn_optuna_best_value", "Best objective value of the study.", ["study"])
+    trials = _gauge("churn_optuna_trials", "Trials of the study by state.", ["study", "state"])
+    params = _gauge(
+        "churn_optuna_best_param",
+        "Numeric hyperparameters of the study's best trial.",
+        ["study", "param"],
+    )
+    last = _gauge(
+        "churn_optuna_last_trial_timestamp_seconds",
+        "Unix time at which the study's newest finished trial completed.",
+        ["study"],
+    )
+    for study in studies:
+        _add(best, [study.study], study.best_value)
+        for state, count in study.trials.items():
+            trials.add_metric([study.study, state], count)
+        for param, val in sorted(study.best_params.items()):
+            _add(params, [study.study, param], val)
+        _add(last, [study.study], study.last_trial_timestamp)
+    yield from (best, trials, params, last)
+
+
+def model_families(model: ModelRef) -> Iterator[Metric]:
+    """`churn_model_info`: which model version is being monitored."""
+    info = GaugeMetricFamily(
+        "churn_model_info",
+        "1 for the model version being monitored.",
+        labels=["model", "version", "run_id"],
+    )
+    info.add_metric([model.name, model.version, model.run_id], 1.0)
+    yield info
+
+
+def health_families(health: Mapping[str, JobHealth]) -> Iterator[Metric]:
+    """The `churn_exporter_job_*` families, one sample per registered job."""
+    success = GaugeMetricFamily(
+        "churn_exporter_job_success",
+        f"1 if the job's last run succeeded, 0 if it failed. {_KEEPS}",
+        labels=["job"],
+    )
+    duration = GaugeMetricFamily(
+        "churn_exporter_job_duration_seconds",
+        "Duration of the job's last run in seconds.",
+        labels=["job"],
+    )
+    last = GaugeMetricFamily(
+        "churn_exporter_job_last_success_timestamp_seconds",
+        "Unix time at which the job last succeeded.",
+        labels=["job"],
+    )
+    interval = GaugeMetricFamily(
+        "churn_exporter_job_interval_seconds",
+        "Configured schedule of the job in seconds.",
+        labels=["job"],
+    )
+    runs = CounterMetricFamily(
+        "churn_exporter_job_runs", "Runs of the job since start.", labels=["job"]
+    )
+    failures = CounterMetricFamily(
+        "churn_exporter_job_failures", "Failed runs of the job since start.", labels=["job"]
+    )
+    for job, h in sorted(health.items()):
+        if h.success is not None:
+            success.add_metric([job], 1.0 if h.success else 0.0)
+        _add(duration, [job], h.duration_seconds)
+        _add(last, [job], h.last_success)
+        interval.add_metric([job], h.interval_seconds)
+        runs.add_metric([job], h.runs)
+        failures.add_metric([job], h.failures)
+    yield from (success, duration, last, interval, runs, failures)
+
+
+#: Job name -> the function that turns its snapshot into families.
+FamilyBuilder = Callable[[Any], Iterator[Metric]]
+BUILDERS: dict[str, FamilyBuilder] = {
+    "drift": drift_families,
+    "performance": performance_families,
+    "optuna": optuna_families,
+}
+
+
+class SnapshotCollector(Collector):
+    """Yields the families of every published snapshot plus job health and build info."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        model: Callable[[], ModelRef | None] = lambda: None,
+        builders: Mapping[str, FamilyBuilder] | None = None,
+    ):
+        self.store = store
+        self.model = model
+        self.builders = dict(BUILDERS if builders is None else builders)
+
+    def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily(
+            "churn_exporter_build_info",
+            "Build information of the churn-monitor exporter; always 1.",
+            labels=["version", "python_version"],
+        )
+        build.add_metric([__version__, platform.python_version()], 1.0)
+        yield build
+        yield from health_families(self.store.health())
+        model = self.model()
+        if model is not None:
+            yield from model_families(model)
+        for job, snapshot in sorted(self.store.snapshots().items()):
+            builder = self.builders.get(job)
+            if builder is not None:
+                yield from builder(snapshot)

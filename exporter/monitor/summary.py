@@ -1,0 +1,96 @@
+"""The human-readable summary `churn-monitor run` prints after one pass."""
+
+from __future__ import annotations
+
+from exporter.model.studies import StudyProgress
+from exporter.monitor.store import DriftSnapshot, PerformanceSnapshot, SnapshotStore
+from exporter.stats.performance import METRICS, degradation
+
+
+def _num(value: float | None, fmt: str = ".4f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_drift(snap: DriftSnapshot) -> str:
+    """Per feature KS D and p, PSI, Wasserstein, JS, drifted; then the dataset verdict."""
+    r = snap.result
+    lines = [
+        f"Data drift - model {snap.model.name} (version {snap.model.version}): "
+        f"{r.n_current} current rows against {r.n_reference} reference rows",
+        f"{'feature':<18} {'KS D':>8} {'KS p':>10} {'PSI':>8} {'Wass.':>8} {'JS':>8}  drifted",
+    ]
+    for f in r.features:
+        verdict = "-" if f.drifted is None else ("YES" if f.drifted else "no")
+        lines.append(
+            f"{f.feature:<18} {_num(f.ks_statistic):>8} {_num(f.ks_pvalue, '.2e'):>10} "
+            f"{_num(f.psi):>8} {_num(f.wasserstein):>8} {_num(f.jensen_shannon):>8}  "
+            f"{verdict} ({f.method} {f.threshold:g})"
+        )
+    drifted = [f.feature for f in r.features if f.drifted]
+    if r.decided:
+        state = "DRIFT DETECTED" if r.drifted else "no dataset drift"
+        lines.append(
+            f"Dataset drift score {r.score:.2f} (threshold {r.threshold:.2f}): {state}; "
+            f"drifted columns: [{', '.join(drifted)}]"
+        )
+    else:
+        lines.append(f"No drift decision: {r.reason}")
+    return "\n".join(lines)
+
+
+def format_performance(snap: PerformanceSnapshot) -> str:
+    """Realized, estimated, baseline and minimum per metric; prediction drift; business."""
+    lines = [
+        f"Model performance - model {snap.model.name} (version {snap.model.version}): "
+        f"{snap.realized.n_rows} labelled rows, {snap.window_rows} rows in the window",
+        f"{'metric':<10} {'realized':>9} {'estimated':>10} {'baseline':>9} {'minimum':>8}",
+    ]
+    for metric in METRICS:
+        lines.append(
+            f"{metric:<10} {_num(snap.realized.values.get(metric)):>9} "
+            f"{_num(snap.estimated.values.get(metric)):>10} "
+            f"{_num(snap.baseline.get(metric)):>9} {_num(snap.minimums.get(metric)):>8}"
+        )
+    for note in (snap.realized.reason, snap.estimated.reason):
+        if note:
+            lines.append(f"note: {note}")
+    for metric, drop in degradation(snap.baseline, snap.realized.values).items():
+        if drop > snap.degradation_threshold:
+            lines.append(
+                f"DEGRADED: {metric} {snap.baseline[metric]:.4f} -> "
+                f"{snap.realized.values[metric]:.4f} (threshold {snap.degradation_threshold})"
+            )
+    lines.append(
+        f"Prediction drift: PSI {_num(snap.prediction_psi)} "
+        f"(threshold {snap.prediction_psi_threshold:g}), KS D {_num(snap.prediction_ks)}; "
+        f"predicted churners {_num(snap.positive_ratio, '.1%')} "
+        f"(reference {_num(snap.reference_positive_ratio, '.1%')}); "
+        f"revenue at risk {snap.revenue_at_risk:,.2f} per month"
+    )
+    return "\n".join(lines)
+
+
+def format_optuna(studies: tuple[StudyProgress, ...]) -> str:
+    """One line per study: best value, trials, best parameters."""
+    if not studies:
+        return "Optuna: no study in the storage"
+    return "\n".join(
+        f"Optuna study {s.study}: best {_num(s.best_value)} after {s.n_trials} trials; "
+        f"best parameters {dict(s.best_params) | dict(s.best_categorical)}"
+        for s in studies
+    )
+
+
+_FORMATTERS = {"drift": format_drift, "performance": format_performance, "optuna": format_optuna}
+
+
+def format_summary(store: SnapshotStore) -> str:
+    """Every job's outcome; snapshots of successful jobs in detail."""
+    parts: list[str] = []
+    snapshots = store.snapshots()
+    for job, health in store.health().items():
+        if not health.success:
+            parts.append(f"Job {job} FAILED: {health.last_error}")
+        else:
+            parts.append(_FORMATTERS[job](snapshots[job]))
+    return "\n\n".join(parts)

@@ -1,0 +1,131 @@
+"""Wiring: config -> jobs -> scheduler -> snapshot store -> collector -> HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry
+
+from exporter.config import MonitoringConfig
+from exporter.data.history import open_history
+from exporter.loop.receiver import AlertReceiver
+from exporter.loop.retraining import RetrainingTrigger
+from exporter.model.registry import ModelWatch
+from exporter.monitor.collector import FamilyBuilder, SnapshotCollector
+from exporter.monitor.jobs import DriftJob, Job, OptunaJob, PerformanceJob, ReferenceCache, run_job
+from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.store import ModelRef, SnapshotStore
+from exporter.web.webconfig import WebConfig, require_auth
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Monitor:
+    """The exporter's parts, built from one config."""
+
+    config: MonitoringConfig
+    jobs: list[Job]
+    model: Callable[[], ModelRef | None]
+    store: SnapshotStore = field(default_factory=SnapshotStore)
+    #: Job name -> family builder; None means the exporter's own (collector.BUILDERS).
+    builders: Mapping[str, FamilyBuilder] | None = None
+    #: The Alertmanager webhook receiver served at /alerts/webhook (history enabled).
+    receiver: AlertReceiver | None = None
+
+    def __post_init__(self) -> None:
+        for job in self.jobs:
+            self.store.register(job.name, job.interval_seconds)
+        self.registry = CollectorRegistry()
+        self.registry.register(
+            SnapshotCollector(self.store, model=self.model, builders=self.builders)
+        )
+
+    def run_once(self) -> dict[str, bool]:
+        """Run every job once, in order; return job name -> success."""
+        return {job.name: run_job(job, self.store) for job in self.jobs}
+
+
+def build_monitor(
+    config: MonitoringConfig,
+    *,
+    interval_minutes: float | None = None,
+    write_reports: bool = True,
+) -> Monitor:
+    """The jobs enabled in `config`; `interval_minutes` overrides every job's schedule."""
+    interval = interval_minutes * 60.0 if interval_minutes else None
+    watch = ModelWatch(config)
+    reference = ReferenceCache(config.data.reference_path)
+    history = open_history(config.history.url) if config.history.enabled else None
+    receiver = None
+    if history is not None:
+        trigger = RetrainingTrigger(config, history) if config.retraining.enabled else None
+        receiver = AlertReceiver(history, trigger)
+    common = {
+        "model": watch,
+        "interval_seconds": interval,
+        "write_reports": write_reports,
+        "history": history,
+    }
+    jobs: list[Job] = []
+    if config.data_drift_monitoring.enabled:
+        jobs.append(DriftJob(config, reference, **common))
+    if config.performance_monitoring.enabled:
+        jobs.append(PerformanceJob(config, reference, **common))
+    if config.optuna.enabled:
+        jobs.append(OptunaJob(config, interval_seconds=interval))
+    return Monitor(config=config, jobs=jobs, model=watch.current, receiver=receiver)
+
+
+def serve(
+    monitor: Monitor,
+    host: str,
+    port: int,
+    *,
+    stop: threading.Event | None = None,
+    web: WebConfig | None = None,
+) -> None:
+    """Serve /metrics and run the jobs on their schedules until `stop` is set.
+
+    Each job runs once at start and then every `interval_seconds`, never two runs of
+    the same job at once (`max_instances=1`), missed runs collapsed into one
+    (`coalesce=True`). SIGTERM and SIGINT set `stop` when called from the main thread.
+    """
+    web = web or WebConfig()
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+    app = make_app(monitor.registry, monitor.store, monitor.receiver, monitor.model)
+    app = require_auth(app, web)
+    server = ExporterServer(app, host, port, web.ssl_context())
+    server.start()
+    log.info("serving %s://%s:%d/metrics", "https" if web.tls else "http", host, server.port)
+
+    scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
+    for job in monitor.jobs:
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=[job, monitor.store],
+            seconds=job.interval_seconds,
+            next_run_time=datetime.now().astimezone(),
+            id=job.name,
+            name=job.name,
+            misfire_grace_time=None,
+        )
+    scheduler.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        log.info("stopping: scheduler and server")
+        scheduler.shutdown(wait=False)
+        server.stop()

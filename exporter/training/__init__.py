@@ -1,0 +1,1 @@
+"""The training pipeline: tune with Optuna, evaluate, register in MLflow and promote."""
