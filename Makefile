@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run once test test-faults reliability lint bench constraints clean
+.PHONY: run once test test-fast test-faults reliability lint bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ once: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest --ignore=tests/faults
 
+# Unit tests only: no process started, no binary needed; under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest --ignore=tests/faults -m "not integration and not slow" -q
+
 # The fault-injection, load, bad-input and security suite (tests/faults): real
 # processes killed, restarted and loaded; slower, so kept out of `make test`. CI runs both.
 test-faults: $(STAMP)
@@ -44,9 +48,12 @@ reliability: $(STAMP)
 	CHURN_RELIABILITY_RESULTS=reports/reliability.jsonl $(BIN)/python -m pytest tests/faults
 	$(BIN)/python -m tests.faults.report reports/reliability.jsonl docs/reliability.md
 
+# Style, types and the import rules of docs/architecture.md (CI runs it before the tests).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/drift_speed.py

@@ -22,8 +22,8 @@ from exporter.api.fastpath import FastPath, verified_fast_path
 from exporter.config import MonitoringConfig
 from exporter.data import synthetic
 from exporter.domain import schema
+from exporter.domain.model import ModelRef
 from exporter.model import modeling
-from exporter.monitor.store import ModelRef
 
 log = logging.getLogger("churn_monitor.api")
 

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.monitor.store import ModelRef
+from exporter.domain.model import ModelRef
 
 _LATENCY_BUCKETS = (
     0.001,

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.data.predlog import make_engine
-from exporter.monitor.store import DriftSnapshot, PerformanceSnapshot
 from exporter.stats.performance import METRICS
+from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 metadata = sa.MetaData()
 

@@ -84,3 +84,40 @@ NUMERIC_FEATURES: tuple[str, ...] = ("tenure", "MonthlyCharges", "TotalCharges")
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in NUMERIC_FEATURES)
 
 ALL_COLUMNS: tuple[str, ...] = (ID_COLUMN, *FEATURES, TARGET)
+
+
+# ------------------------------------------------------------------------ the target
+
+#: The positive class: the customer churned. As text in the Churn column, and as code.
+POSITIVE_LABEL = "Yes"
+NEGATIVE_LABEL = "No"
+POSITIVE = 1
+
+#: Every spelling of a label the project accepts, with its 0/1 code (True and False
+#: hash as 1 and 0, so they are found too).
+LABEL_CODES: dict[object, int] = {POSITIVE_LABEL: 1, NEGATIVE_LABEL: 0, 1: 1, 0: 0, "1": 1, "0": 0}
+
+
+def label_code(value: object) -> int:
+    """The 0/1 code of a label (``"Yes"``/``"No"``, 1/0, True/False, ``"1"``/``"0"``);
+    ValueError for anything else."""
+    try:
+        return LABEL_CODES[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"not a churn label: {value!r} (expected Yes/No or 1/0)") from None
+
+
+def label_text(code: int) -> str:
+    """``"Yes"`` for 1, ``"No"`` for 0: the label as the Churn column writes it."""
+    return POSITIVE_LABEL if code else NEGATIVE_LABEL
+
+
+def positive_column(classes: object) -> int:
+    """The column of ``predict_proba`` that holds P(churn), for a classifier's
+    ``classes_``: the position of the positive class in any of its spellings, else the
+    last column (scikit-learn sorts classes, so the positive one comes last)."""
+    found = list(classes) if classes is not None else [0, 1]  # type: ignore[call-overload]
+    for positive in (POSITIVE, POSITIVE_LABEL, True, "1"):
+        if positive in found:
+            return found.index(positive)
+    return len(found) - 1

@@ -52,8 +52,8 @@ from mlflow.models import Model
 
 from exporter.config import MonitoringConfig
 from exporter.data.dburl import safe_url, sqlite_file
+from exporter.domain.model import ModelRef
 from exporter.model import modeling
-from exporter.monitor.store import ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.domain.model import ModelRef
 from exporter.model.studies import StudyProgress
-from exporter.monitor.store import (
-    DriftSnapshot,
-    JobHealth,
-    ModelRef,
-    PerformanceSnapshot,
-    SnapshotStore,
-)
+from exporter.monitor.store import JobHealth, SnapshotStore
 from exporter.stats.performance import METRICS
+from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 _SCHEDULED = "Computed on a schedule; the last finished run is served."
 _KEEPS = "A failed run keeps the last good values."

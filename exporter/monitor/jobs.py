@@ -32,10 +32,11 @@ from exporter.data.sources import (
     load_reference,
 )
 from exporter.domain import schema
+from exporter.domain.model import ModelRef
 from exporter.model.registry import LoadedModel, load_champion
 from exporter.model.studies import StudyProgress, study_progress
 from exporter.monitor import reports
-from exporter.monitor.store import DriftSnapshot, ModelRef, PerformanceSnapshot, SnapshotStore
+from exporter.monitor.store import SnapshotStore
 from exporter.stats import drift
 from exporter.stats.decision import DatasetDrift, assess, compare_numeric
 from exporter.stats.performance import (
@@ -48,6 +49,7 @@ from exporter.stats.performance import (
     realized_metrics,
     revenue_at_risk,
 )
+from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 log = logging.getLogger(__name__)
 

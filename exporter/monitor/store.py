@@ -1,4 +1,4 @@
-"""Immutable results of the scheduled jobs, and the store the collector reads them from.
+"""The store the collector reads the scheduled jobs' results from, and their health.
 
 A job builds a new snapshot off to the side and swaps it in with one assignment under a
 lock, so a scrape sees either the previous snapshot or the next one, never a mixture,
@@ -11,29 +11,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-from exporter.stats.decision import DatasetDrift
-from exporter.stats.performance import MetricSet
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """The model version being monitored."""
-
-    name: str
-    version: str = "unknown"
-    run_id: str = "unknown"
-
-
-@dataclass(frozen=True)
-class DriftSnapshot:
-    """One finished data-drift computation."""
-
-    model: ModelRef
-    result: DatasetDrift
-    critical_threshold: float
-    min_window_rows: int
-    taken_at: float
 
 
 @dataclass(frozen=True)
@@ -100,23 +77,3 @@ class SnapshotStore:
         """True once every registered job has finished at least one run."""
         with self._lock:
             return bool(self._health) and all(h.runs > 0 for h in self._health.values())
-
-
-@dataclass(frozen=True)
-class PerformanceSnapshot:
-    """One finished model-quality computation (realized, estimated, prediction drift)."""
-
-    model: ModelRef
-    realized: MetricSet
-    estimated: MetricSet
-    baseline: Mapping[str, float]
-    minimums: Mapping[str, float]
-    degradation_threshold: float
-    window_rows: int
-    prediction_psi: float | None
-    prediction_ks: float | None
-    prediction_psi_threshold: float
-    positive_ratio: float | None
-    reference_positive_ratio: float | None
-    revenue_at_risk: float
-    taken_at: float

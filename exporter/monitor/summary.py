@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from exporter.model.studies import StudyProgress
-from exporter.monitor.store import DriftSnapshot, PerformanceSnapshot, SnapshotStore
+from exporter.monitor.store import SnapshotStore
 from exporter.stats.performance import METRICS, degradation
+from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 
 def _num(value: float | None, fmt: str = ".4f") -> str:

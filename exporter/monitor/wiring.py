@@ -14,13 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import MonitoringConfig
 from exporter.data.history import open_history
+from exporter.domain.model import ModelRef
 from exporter.loop.receiver import AlertReceiver
 from exporter.loop.retraining import RetrainingTrigger
 from exporter.model.registry import ModelWatch
 from exporter.monitor.collector import FamilyBuilder, SnapshotCollector
 from exporter.monitor.jobs import DriftJob, Job, OptunaJob, PerformanceJob, ReferenceCache, run_job
 from exporter.monitor.server import ExporterServer, make_app
-from exporter.monitor.store import ModelRef, SnapshotStore
+from exporter.monitor.store import SnapshotStore
 from exporter.web.webconfig import WebConfig, require_auth
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc")
+from exporter.domain.metrics import METRICS
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,22 @@ def _finite_pairs(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     return y[keep].astype(int), scores[keep]
 
 
-def realized_metrics(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float, min_rows: int = 1
-) -> MetricSet:
-    """Accuracy, precision, recall, F1 and ROC AUC of ``scores >= threshold`` against labels.
+def classification_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of ``scores >= threshold``, and ROC AUC of the
+    scores, against 0/1 labels; shares in [0, 1].
 
-    Rows whose label or score is NaN are dropped. Below `min_rows` rows nothing is
-    computed. Undefined values (ROC AUC with one class; precision with no predicted
-    positive; recall with no actual positive) are left out instead of reported as 0.
+    The one implementation of the metric contract (:mod:`exporter.domain.metrics`):
+    training's baseline and the exporter's realized values both come from here.
+    Undefined values are left out of the result, never reported as 0: precision with
+    no predicted positive, recall with no actual positive, F1 with neither, ROC AUC
+    with one class only. Empty input gives an empty result.
     """
-    y, s = _finite_pairs(y_true, scores)
-    n = len(y)
-    if n == 0:
-        return MetricSet({}, 0, "no labelled rows")
-    if n < min_rows:
-        return MetricSet({}, n, f"{n} labelled rows, fewer than the minimum {min_rows}")
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(scores, dtype=float)
+    if len(y) == 0:
+        return {}
     pred = (s >= threshold).astype(int)
     values: dict[str, float] = {"accuracy": float(accuracy_score(y, pred))}
     if pred.any():
@@ -78,11 +79,27 @@ def realized_metrics(
         values["recall"] = float(recall_score(y, pred))
     if pred.any() or y.any():
         values["f1"] = float(f1_score(y, pred))
-    reason = None
     if len(np.unique(y)) == 2:
         values["roc_auc"] = float(roc_auc_score(y, s))
-    else:
-        reason = "one class only: ROC AUC is undefined"
+    return {m: values[m] for m in METRICS if m in values}
+
+
+def realized_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, min_rows: int = 1
+) -> MetricSet:
+    """:func:`classification_metrics` on the labelled rows of a window.
+
+    Rows whose label or score is NaN are dropped. Below `min_rows` rows nothing is
+    computed; the result says why any metric is missing.
+    """
+    y, s = _finite_pairs(y_true, scores)
+    n = len(y)
+    if n == 0:
+        return MetricSet({}, 0, "no labelled rows")
+    if n < min_rows:
+        return MetricSet({}, n, f"{n} labelled rows, fewer than the minimum {min_rows}")
+    values = classification_metrics(y, s, threshold)
+    reason = None if "roc_auc" in values else "one class only: ROC AUC is undefined"
     return MetricSet(values, n, reason)
 
 

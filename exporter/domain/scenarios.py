@@ -1,0 +1,15 @@
+"""The drift scenarios of the synthetic generator and the traffic simulator (one owner).
+
+``none`` (the reference population), ``gradual`` (a covariate shift growing over the
+simulation), ``sudden`` (the full shift at once), ``new_payment_method`` (an unseen
+category) and ``concept`` (same inputs, another churn relation).
+:mod:`exporter.data.synthetic` documents what each one draws.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Scenario = Literal["none", "gradual", "sudden", "new_payment_method", "concept"]
+#: Every scenario name, in documentation order.
+SCENARIOS: tuple[str, ...] = get_args(Scenario)

@@ -1,0 +1,46 @@
+"""Immutable results of one monitoring run: the statistics with their context.
+
+A job builds one of these off to the side and publishes it whole (see
+:mod:`exporter.monitor.store`); the collector, the history and the summary read it.
+Plain data, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from exporter.domain.model import ModelRef
+from exporter.stats.decision import DatasetDrift
+from exporter.stats.performance import MetricSet
+
+
+@dataclass(frozen=True)
+class DriftSnapshot:
+    """One finished data-drift computation."""
+
+    model: ModelRef
+    result: DatasetDrift
+    critical_threshold: float
+    min_window_rows: int
+    taken_at: float
+
+
+@dataclass(frozen=True)
+class PerformanceSnapshot:
+    """One finished model-quality computation (realized, estimated, prediction drift)."""
+
+    model: ModelRef
+    realized: MetricSet
+    estimated: MetricSet
+    baseline: Mapping[str, float]
+    minimums: Mapping[str, float]
+    degradation_threshold: float
+    window_rows: int
+    prediction_psi: float | None
+    prediction_ks: float | None
+    prediction_psi_threshold: float
+    positive_ratio: float | None
+    reference_positive_ratio: float | None
+    revenue_at_risk: float
+    taken_at: float
