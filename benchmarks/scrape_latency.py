@@ -4,7 +4,7 @@
     python benchmarks/scrape_latency.py --rows 200000 --scrapes 300
 
 The exporter's own parts run in this process: the snapshot store, the collector, the
-threading HTTP server and the APScheduler-driven job loop (`service.serve`). The job
+threading HTTP server and the APScheduler-driven job loop (`monitor.wiring.serve`). The job
 compares a 1,000,000-row window of ``--features`` numeric features with a reference
 profile, over and over, so scrapes land while it computes. One client scrapes
 sequentially and records each request's latency:
@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from exporter.config import parse_config
-from exporter.monitor.store import DriftSnapshot, ModelRef
+from exporter.domain.model import ModelRef
 from exporter.monitor.wiring import Monitor, serve
 from exporter.stats import drift
 from exporter.stats.decision import assess
+from exporter.stats.snapshots import DriftSnapshot
 
 
 class DriftLoad:

@@ -15,6 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from exporter.domain import schema
+from exporter.domain.drift_rules import DriftMethod, FeatureKind, check_method
+from exporter.domain.metrics import Metric
+from exporter.domain.scenarios import Scenario
 
 DEFAULT_CONFIG_PATH = Path("configs/monitoring/monitoring_config.yaml")
 CONFIG_ENV = "CHURN_MONITOR_CONFIG"
@@ -23,7 +26,6 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveMinutes = Annotated[float, Field(gt=0.0, le=7 * 24 * 60)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-DriftMethod = Literal["ks", "psi", "wasserstein", "jensenshannon"]
 
 
 class ConfigError(ValueError):
@@ -34,22 +36,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-#: The drift tests that apply to each kind of feature.
-METHODS_BY_KIND: dict[str, frozenset[str]] = {
-    "numeric": frozenset({"ks", "psi", "wasserstein"}),
-    "categorical": frozenset({"psi", "jensenshannon"}),
-}
-
-
-def check_method(kind: str, method: str) -> None:
-    """Raise ValueError when the drift test `method` does not apply to `kind` features."""
-    if method not in METHODS_BY_KIND[kind]:
-        allowed = ", ".join(sorted(METHODS_BY_KIND[kind]))
-        raise ValueError(f"{method!r} does not apply to {kind} features (use one of: {allowed})")
-
-
 class FeatureRule(_Strict):
-    """Per-feature override of the drift test and its threshold."""
+    """Per-feature override of the drift test and its threshold (which tests apply to
+    which kind of feature: :mod:`exporter.domain.drift_rules`)."""
 
     method: DriftMethod
     threshold: Annotated[float, Field(gt=0.0)]
@@ -106,7 +95,7 @@ class FeaturesConfig(_Strict):
         if unknown:
             raise ValueError(f"overrides name features that are not monitored: {unknown}")
         for feature, rule in self.overrides.items():
-            kind = "numeric" if feature in self.numeric else "categorical"
+            kind: FeatureKind = "numeric" if feature in self.numeric else "categorical"
             try:
                 check_method(kind, rule.method)
             except ValueError as err:
@@ -189,7 +178,7 @@ class SimulatorConfig(_Strict):
     """The traffic `churn-monitor up` sends when it starts the simulator service."""
 
     rate: Annotated[float, Field(gt=0)] = 2.0
-    scenario: Literal["none", "gradual", "sudden", "new_payment_method", "concept"] = "gradual"
+    scenario: Scenario = "gradual"
     duration_seconds: Annotated[float, Field(gt=0)] = 86400.0
     label_delay_seconds: Annotated[float, Field(ge=0)] = 60.0
 
@@ -219,7 +208,7 @@ class RetrainingConfig(_Strict):
     #: Share of the labelled rows held out to compare champion and challenger.
     holdout_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
     #: The comparison metric on the holdout and the margin the challenger must win by.
-    metric: Literal["accuracy", "precision", "recall", "f1", "roc_auc"] = "roc_auc"
+    metric: Metric = "roc_auc"
     min_improvement: Annotated[float, Field(ge=0.0)] = 0.01
     trials: Annotated[int, Field(ge=1)] = 10
     challenger_alias: Annotated[str, Field(min_length=1)] = "challenger"

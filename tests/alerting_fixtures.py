@@ -9,7 +9,7 @@
 - :class:`Alertmanager` and :class:`Prometheus`: the real binaries on free ports,
   configured by rendering the repository's own files with :mod:`exporter.ops.promconfig`
   (never a hand-kept copy); the alert rules get their ``for:`` durations capped by
-  :func:`exporter.ops.promconfig.write_short_rules`.
+  :func:`tests.promconfig_helpers.write_short_rules`.
 - For the fault tests (tests/faults/): :meth:`SmtpSink.refuse_next` answers MAIL FROM
   with a transient 4xx a given number of times; Alertmanager and Prometheus can be
   prepared without starting and restarted on the same port and storage directory;
@@ -62,6 +62,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.ops import promconfig
 
+from .promconfig_helpers import write_short_rules
 from .support import Process, free_port, http_get
 
 T = TypeVar("T")
@@ -539,7 +540,7 @@ class Prometheus:
         workdir.mkdir(parents=True, exist_ok=True)
         #: The shortened rules; rewrite them (write_short_rules) before a restart to
         #: change the `for:` cap.
-        self.rules_dir = promconfig.write_short_rules(workdir / "rules", max_for=max_for)
+        self.rules_dir = write_short_rules(workdir / "rules", max_for=max_for)
         self.binary = binary
         self.workdir = workdir
         self.resend_delay = resend_delay

@@ -103,8 +103,8 @@ def fetch_rows(url: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Any:
+    from exporter.domain.model import ModelRef
     from exporter.model.registry import LoadedModel
-    from exporter.monitor.store import ModelRef
 
     frame = synthetic.generate_customers(1500, seed=7)
     pipeline = modeling.build_pipeline({"model": modeling.LOGISTIC, "lr_C": 1.0}, seed=0)

@@ -20,6 +20,8 @@ import yaml
 
 from exporter.ops import promconfig
 
+from .promconfig_helpers import scrape_targets
+
 ROOT = promconfig.REPO_ROOT
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
@@ -512,7 +514,7 @@ def _render(base: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 def test_shipped_prometheus_config_targets_the_compose_services(
     prometheus_base: dict[str, Any],
 ) -> None:
-    assert promconfig.scrape_targets(prometheus_base) == {
+    assert scrape_targets(prometheus_base) == {
         "churn-exporter": ["exporter:9108"],
         "churn-api": ["api:8000"],
         "prometheus": ["localhost:9090"],
@@ -524,7 +526,7 @@ def test_shipped_prometheus_config_targets_the_compose_services(
 def test_render_prometheus_substitutes_targets_by_job(prometheus_base: dict[str, Any]) -> None:
     before = yaml.safe_dump(prometheus_base)
     rendered = _render(prometheus_base)
-    assert promconfig.scrape_targets(rendered) == {
+    assert scrape_targets(rendered) == {
         "churn-exporter": ["127.0.0.1:1"],
         "churn-api": ["127.0.0.1:2"],
         "prometheus": ["127.0.0.1:4"],
@@ -534,13 +536,14 @@ def test_render_prometheus_substitutes_targets_by_job(prometheus_base: dict[str,
     assert managers == [{"static_configs": [{"targets": ["127.0.0.1:3"]}]}]
     assert rendered["rule_files"] == [str(Path("/abs/rules").resolve() / "*.yml")]
     assert yaml.safe_dump(prometheus_base) == before  # the input is untouched
-    exporter_job = next(j for j in rendered["scrape_configs"] if j["job_name"] == "churn-exporter")
-    assert exporter_job["honor_labels"] is True  # everything but targets is kept
+    jobs = zip(rendered["scrape_configs"], prometheus_base["scrape_configs"], strict=True)
+    for job, original in jobs:  # everything but targets is kept
+        assert {**job, "static_configs": None} == {**original, "static_configs": None}
 
 
 def test_render_prometheus_drops_optional_jobs(prometheus_base: dict[str, Any]) -> None:
     rendered = _render(prometheus_base, api=None, alertmanager=None)
-    assert set(promconfig.scrape_targets(rendered)) == {"churn-exporter", "prometheus"}
+    assert set(scrape_targets(rendered)) == {"churn-exporter", "prometheus"}
     assert "alerting" not in rendered
 
 

@@ -32,7 +32,6 @@ import yaml
 from exporter.config import parse_config
 from exporter.data.loader import load_customers
 from exporter.data.synthetic import generate_customers
-from exporter.ops import promconfig
 from exporter.ops.bootstrap import DEMO_ROWS, DEMO_SCENARIO, REFERENCE_ROWS
 from exporter.stats import drift
 from exporter.stats.decision import assess
@@ -246,35 +245,6 @@ def assert_no_repeat(
 def by_severity(alerts: list[dict[str, Any]], severity: str) -> dict[str, Any] | None:
     found = [a for a in alerts if a["labels"].get("severity") == severity]
     return found[0] if len(found) == 1 else None
-
-
-# --------------------------------------------------------------------------- unit
-
-
-def test_short_rules_change_only_the_for_durations(tmp_path: Path) -> None:
-    """The e2e Prometheus evaluates the shipped rules; only `for:` is capped."""
-    target = promconfig.write_short_rules(tmp_path, max_for="2s")
-    sources = sorted(promconfig.PROMETHEUS_RULES_DIR.glob("*.yml"))
-    assert sorted(p.name for p in target.glob("*.yml")) == [p.name for p in sources]
-    capped = 0
-    for source in sources:
-        original = promconfig.load_yaml(source)
-        short = promconfig.load_yaml(target / source.name)
-        for group, short_group in zip(original["groups"], short["groups"], strict=True):
-            for rule, short_rule in zip(group["rules"], short_group["rules"], strict=True):
-                if "for" in rule:
-                    assert short_rule["for"] == "2s", rule.get("alert")
-                    capped += 1
-                assert {k: v for k, v in short_rule.items() if k != "for"} == {
-                    k: v for k, v in rule.items() if k != "for"
-                }
-    assert capped >= 10
-    # shorter durations are kept, the input is not modified
-    doc = {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "1", "for": "1s"}]}]}
-    assert promconfig.shorten_rule_durations(doc, "2s") == doc
-    longer = {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "1", "for": "1h"}]}]}
-    assert promconfig.shorten_rule_durations(longer, "2s")["groups"][0]["rules"][0]["for"] == "2s"
-    assert longer["groups"][0]["rules"][0]["for"] == "1h"
 
 
 # --------------------------------------------------------------------------- data drift

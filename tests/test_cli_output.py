@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from exporter.training.pipeline import TrialProgress
+from exporter.training.tune import TrialProgress
 
 from .support import churn_monitor
 

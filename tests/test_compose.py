@@ -35,6 +35,7 @@ from exporter.ops import compose as compose_cli
 from exporter.ops import promconfig
 
 from .conftest import in_ci
+from .promconfig_helpers import scrape_targets
 from .support import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -363,7 +364,7 @@ def test_prometheus_targets_are_compose_services_on_their_ports(
     services: dict[str, dict[str, Any]],
 ) -> None:
     config = promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG)
-    targets = promconfig.scrape_targets(config)
+    targets = scrape_targets(config)
     assert set(targets) >= {
         promconfig.JOB_EXPORTER,
         promconfig.JOB_API,
@@ -663,7 +664,7 @@ def test_prometheus_gets_a_login_only_for_the_servers_with_credential_files(
     assert basic_auth(out) == {}
     rendered = promconfig.load_yaml(out)
     base = promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG)
-    assert promconfig.scrape_targets(rendered) == promconfig.scrape_targets(base)
+    assert scrape_targets(rendered) == scrape_targets(base)
     assert rendered["rule_files"] == ["/etc/prometheus/rules/*.yml"]
 
     write_login(secrets, "exporter", "prometheus", PASSWORD)

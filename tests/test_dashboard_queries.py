@@ -14,7 +14,7 @@ free 127.0.0.1 port, stopped by pid:
   what the simulator sends);
 * Prometheus 2.x scraping the exporter and the API every second, configured from
   prometheus/prometheus.yml by ``exporter.ops.promconfig`` with the repo's recording and
-  alert rules, every ``for:`` capped to 1 s (``promconfig.write_short_rules``), so the
+  alert rules, every ``for:`` capped to 1 s (``promconfig_helpers.write_short_rules``), so the
   drift alerts fire and ``ALERTS`` has series.
 
 Then the test does what Grafana would do with each dashboard: resolve the template
@@ -53,6 +53,7 @@ from exporter.data import predlog  # noqa: E402
 from exporter.ops import promconfig  # noqa: E402
 
 from .api_fixtures import TrainedStore  # noqa: E402
+from .promconfig_helpers import write_short_rules  # noqa: E402
 from .support import Process, churn_monitor, free_port, http_get, wait_until  # noqa: E402
 from .test_dashboards import (  # noqa: E402
     RULES_DIR,
@@ -278,7 +279,7 @@ def prometheus(
         api=by_job[promconfig.JOB_API],
         alertmanager=None,
         prometheus=f"127.0.0.1:{port}",
-        rules_dir=promconfig.write_short_rules(tmp_path / "rules", max_for=MAX_FOR),
+        rules_dir=write_short_rules(tmp_path / "rules", max_for=MAX_FOR),
         scrape_interval="1s",
         evaluation_interval="1s",
     )

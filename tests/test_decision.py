@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from exporter.config import FeatureRule
+from exporter.data import synthetic
 from exporter.domain import schema
+from exporter.domain.drift_rules import DriftRule
 from exporter.stats import decision, drift
 from exporter.stats.decision import DEFAULT_MIN_WINDOW_ROWS, DEFAULT_RULES, assess
 
@@ -62,8 +64,8 @@ def test_public_api_shape() -> None:
         "features", "score", "threshold", "drifted", "n_current", "n_reference", "decided",
         "reason",
     ]  # fmt: skip
-    assert DEFAULT_RULES["numeric"] == FeatureRule(method="ks", threshold=0.001)
-    assert DEFAULT_RULES["categorical"] == FeatureRule(method="jensenshannon", threshold=0.1)
+    assert DEFAULT_RULES["numeric"] == DriftRule(method="ks", threshold=0.001)
+    assert DEFAULT_RULES["categorical"] == DriftRule(method="jensenshannon", threshold=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +234,6 @@ def test_false_alarms_and_detection_on_own_arrays(own_profile: drift.ReferencePr
 
 @pytest.fixture(scope="module")
 def telco() -> tuple[drift.ReferenceProfile, pd.DataFrame]:
-    synthetic = pytest.importorskip("exporter.data.synthetic")
     reference = synthetic.generate_customers(RATE_REFERENCE_ROWS, seed=2024)
     profile = drift.build_profile(reference, schema.NUMERIC_FEATURES, schema.CATEGORICAL_FEATURES)
     stream = synthetic.generate_customers(WINDOWS * WINDOW_ROWS, seed=2025, scenario="none")
@@ -274,7 +275,6 @@ def test_half_sd_shift_of_monthly_charges_is_detected(
 def test_new_category_and_sudden_drift_are_flagged(
     telco: tuple[drift.ReferenceProfile, pd.DataFrame],
 ) -> None:
-    synthetic = pytest.importorskip("exporter.data.synthetic")
     profile, _ = telco
     window = synthetic.generate_customers(1000, seed=7, scenario="new_payment_method")
     result = assess(profile, window, drift_threshold=0.25, min_window_rows=DEFAULT_MIN_WINDOW_ROWS)

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
+from exporter.domain.model import ModelRef
 from exporter.monitor.server import ExporterServer, make_app
-from exporter.monitor.store import ModelRef
 from exporter.monitor.wiring import Monitor, serve
 
 from .support import free_port, http_get, wait_until
@@ -142,9 +142,9 @@ def test_feature_that_disappears_stops_being_exported(tmp_path: Path) -> None:
 
     from exporter.data import synthetic
     from exporter.monitor.collector import drift_families
-    from exporter.monitor.store import DriftSnapshot
     from exporter.stats import drift
     from exporter.stats.decision import assess
+    from exporter.stats.snapshots import DriftSnapshot
 
     ref = synthetic.generate_customers(1000, seed=1)
     profile = drift.build_profile(ref, ["tenure", "MonthlyCharges"], ["Contract"])
@@ -162,6 +162,43 @@ def test_feature_that_disappears_stops_being_exported(tmp_path: Path) -> None:
 
     assert features(cur) == {"tenure", "MonthlyCharges", "Contract"}
     assert "MonthlyCharges" not in features(cur.drop(columns=["MonthlyCharges"]))
+
+
+def test_job_health_is_labelled_task_and_no_series_has_a_target_label() -> None:
+    """`job` and `instance` are Prometheus' own target labels: the exporter leaves them to
+    the scrape (no `honor_labels`) and names its scheduled jobs `task`."""
+    from exporter.data import synthetic
+    from exporter.monitor.collector import SnapshotCollector
+    from exporter.monitor.store import SnapshotStore
+    from exporter.stats import drift
+    from exporter.stats.decision import assess
+    from exporter.stats.snapshots import DriftSnapshot
+
+    profile = drift.build_profile(synthetic.generate_customers(500, seed=1), ["tenure"], [])
+    result = assess(
+        profile,
+        synthetic.generate_customers(200, seed=2),
+        drift_threshold=0.15,
+        min_window_rows=100,
+    )
+    store = SnapshotStore()
+    store.register("drift", 60.0)
+    store.publish("drift", DriftSnapshot(ModelRef("m"), result, 0.3, 100, 0.0))
+    store.record("drift", ok=True, duration=0.5, at=10.0, error=None)
+    collector = SnapshotCollector(store, model=lambda: ModelRef("m"))
+    samples = [s for family in collector.collect() for s in family.samples]
+
+    assert [s for s in samples if {"job", "instance"} & set(s.labels)] == []
+    health = {s.name: s.labels for s in samples if s.name.startswith("churn_exporter_job_")}
+    assert set(health) == {
+        "churn_exporter_job_success",
+        "churn_exporter_job_duration_seconds",
+        "churn_exporter_job_last_success_timestamp_seconds",
+        "churn_exporter_job_interval_seconds",
+        "churn_exporter_job_runs_total",
+        "churn_exporter_job_failures_total",
+    }
+    assert all(labels == {"task": "drift"} for labels in health.values())
 
 
 def test_server_404_and_landing(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from exporter.stats.decision import assess
 
 from .support import Process, churn_monitor, free_port, http_get, wait_until
 
+pytestmark = pytest.mark.integration
+
 #: Deadline for the exporter to get ready (it imports pandas, scipy and MLflow, then runs
 #: the drift job once); generous for a busy machine.
 STARTUP = 180.0
@@ -150,7 +152,7 @@ def test_scrape_has_every_drift_family_equal_to_the_statistics(exporter, workdir
             else:
                 assert got == pytest.approx(want, rel=1e-12, abs=1e-300), (family, f.feature)
         assert value(samples, "churn_feature_drifted", **labels) == float(f.drifted)
-    assert value(samples, "churn_exporter_job_success", job="drift") == 1.0
+    assert value(samples, "churn_exporter_job_success", task="drift") == 1.0
 
 
 def test_ready_only_after_the_first_snapshot(exporter) -> None:
@@ -193,7 +195,7 @@ def test_source_disappears_then_returns(exporter) -> None:
 
     def failing():
         s = scrape(port)
-        return s if value(s, "churn_exporter_job_success", job="drift") == 0.0 else None
+        return s if value(s, "churn_exporter_job_success", task="drift") == 0.0 else None
 
     bad = wait_until(failing, DEADLINE, "drift job failure")
     assert proc.alive()
@@ -202,26 +204,27 @@ def test_source_disappears_then_returns(exporter) -> None:
         name = key[0]
         if name.startswith(("churn_feature_", "churn_data_drift_", "churn_window_")):
             assert bad[key] == good[key], key  # last good values kept
-    last_ok = value(bad, "churn_exporter_job_last_success_timestamp_seconds", job="drift")
+    last_ok = value(bad, "churn_exporter_job_last_success_timestamp_seconds", task="drift")
     wait_until(
-        lambda: value(scrape(port), "churn_exporter_job_failures_total", job="drift") >= 2,
+        lambda: value(scrape(port), "churn_exporter_job_failures_total", task="drift") >= 2,
         DEADLINE,
         "a second failed run",
     )
     assert (
-        value(scrape(port), "churn_exporter_job_last_success_timestamp_seconds", job="drift")
+        value(scrape(port), "churn_exporter_job_last_success_timestamp_seconds", task="drift")
         == last_ok
     )
 
     backup.rename(current)
     wait_until(
-        lambda: value(scrape(port), "churn_exporter_job_success", job="drift") == 1.0,
+        lambda: value(scrape(port), "churn_exporter_job_success", task="drift") == 1.0,
         DEADLINE,
         "recovery",
     )
     recovered = scrape(port)
     assert (
-        value(recovered, "churn_exporter_job_last_success_timestamp_seconds", job="drift") > last_ok
+        value(recovered, "churn_exporter_job_last_success_timestamp_seconds", task="drift")
+        > last_ok
     )
     assert "drift" in proc.output() and "Traceback" in proc.output()  # the failure was logged
 

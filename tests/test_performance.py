@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from exporter.domain.metrics import METRICS
 from exporter.stats.performance import (
+    classification_metrics,
     degradation,
     estimated_metrics,
     fit_calibrator,
@@ -59,6 +61,37 @@ def test_realized_edge_cases() -> None:
 
     nan_rows = realized_metrics(np.array([1, np.nan, 0]), np.array([0.9, 0.8, np.nan]), 0.5)
     assert nan_rows.n_rows == 1
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "absent"),
+    [
+        # one class only: ROC AUC is undefined (every row churned)
+        ([1, 1, 1, 1], [0.9, 0.2, 0.6, 0.4], {"roc_auc"}),
+        # nothing predicted positive: precision is undefined, recall and F1 are a true 0
+        ([1, 0, 1, 0], [0.1, 0.2, 0.3, 0.4], {"precision"}),
+        # neither a predicted nor an actual positive: only accuracy is defined
+        ([0, 0, 0], [0.1, 0.2, 0.3], {"precision", "recall", "f1", "roc_auc"}),
+    ],
+    ids=["one-class", "no-predicted-positive", "no-positive-at-all"],
+)
+def test_realized_leaves_undefined_metrics_out(
+    labels: list[int], scores: list[float], absent: set[str]
+) -> None:
+    """The domain's convention (exporter.domain.metrics) on the realized path: an
+    undefined metric is absent, never 0 or NaN; every defined one is a finite share."""
+    y, s = np.array(labels), np.array(scores)
+    direct = classification_metrics(y, s, threshold=0.5)
+    realized = realized_metrics(y, s, threshold=0.5)
+    for values in (direct, realized.values):
+        assert set(values) == set(METRICS) - absent
+        assert list(values) == [m for m in METRICS if m in values]
+        assert all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in values.values())
+    assert realized.n_rows == len(labels)
+    assert ("one class" in (realized.reason or "")) == ("roc_auc" in absent)
+    if "precision" in absent:  # scikit-learn would report 0 here; the contract leaves it out
+        pred = (s >= 0.5).astype(int)
+        assert skm.precision_score(y, pred, zero_division=0) == 0.0
 
 
 def _population(n: int, shift: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

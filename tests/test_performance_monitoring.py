@@ -237,7 +237,8 @@ def test_runs_appear_in_the_history_with_the_exported_values(champion, log_db) -
 
 def test_estimate_tracks_realized_under_covariate_shift_but_not_concept_drift(champion) -> None:
     """Windows of 2,000 labelled rows from the simulator's generator."""
-    from exporter.monitor.jobs import PerformanceJob, ReferenceCache
+    from exporter.monitor.performance_job import PerformanceJob
+    from exporter.monitor.reference_job import ReferenceCache
     from exporter.stats.performance import estimated_metrics, realized_metrics
 
     tmp, model = champion
@@ -359,7 +360,7 @@ def test_a_new_champion_is_reported_after_the_next_run(champion, tmp_path: Path)
     tmp = copy_store(shared, tmp_path / "store")
     log_db = with_fresh_log(tmp, tmp_path)
     log_window(log_db, model, synthetic.generate_customers(300, seed=71), ts=time.time())
-    monitor = build_monitor(log_db, write_reports=False)
+    monitor = build_monitor(log_db)
     monitor.run_once()
     assert monitor.model().version == "1"
     data = tmp / "train2.csv"

@@ -23,6 +23,8 @@ from mlflow import MlflowClient
 from exporter.config import MonitoringConfig, parse_config
 from exporter.data.synthetic import generate_customers
 from exporter.domain import schema
+from exporter.domain.metrics import METRICS
+from exporter.domain.model import ModelRef
 from exporter.model import modeling
 from exporter.model.registry import (
     LoadedModel,
@@ -31,7 +33,6 @@ from exporter.model.registry import (
     load_champion,
     resolve,
 )
-from exporter.monitor.store import ModelRef
 from exporter.training.pipeline import TrainResult, train
 
 from .support import copy_store
@@ -104,7 +105,7 @@ def test_load_champion_by_alias(store: Store, tmp_path: Path) -> None:
     assert isinstance(loaded, LoadedModel)
     assert loaded.ref == ModelRef(name="churn-model", version="1", run_id=first.run_id)
     assert loaded.baseline == pytest.approx(first.metrics)
-    assert set(loaded.baseline) == set(modeling.METRIC_NAMES)
+    assert set(loaded.baseline) == set(METRICS)
     assert loaded.threshold == pytest.approx(first.threshold)
     assert loaded.source == "models:/churn-model/1"
     assert loaded.reference_uri is not None

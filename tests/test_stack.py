@@ -1,6 +1,6 @@
 """`churn-monitor up`: the plan (pure), the supervisor, and the real command.
 
-The plan tests feed :func:`exporter.ops.stack.plan_stack` made-up facts about the machine.
+The plan tests feed :func:`exporter.ops.plan.plan_stack` made-up facts about the machine.
 The process tests start real children and look in /proc afterwards: every process the
 stack started (and every process in their groups) must be gone, not orphaned.
 """
@@ -26,10 +26,15 @@ import yaml  # noqa: E402
 
 from exporter.cli import main as cli  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
-from exporter.ops import promconfig, stack  # noqa: E402
-from exporter.ops.stack import Facts, ServiceSpec, StackError, Supervisor, plan_stack  # noqa: E402
+from exporter.ops import promconfig  # noqa: E402
+from exporter.ops.facts import Facts  # noqa: E402
+from exporter.ops.plan import StackPlan, plan_stack  # noqa: E402
+from exporter.ops.services import DEFAULT_PORTS, ServiceSpec, StackError, service_ports  # noqa: E402
+from exporter.ops.supervisor import Supervisor  # noqa: E402
+from exporter.ops.up import format_table, up  # noqa: E402
 
 from .api_fixtures import TrainedStore  # noqa: E402
+from .promconfig_helpers import scrape_targets  # noqa: E402
 from .support import REPO, Process, free_port, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.api_fixtures"]
@@ -47,7 +52,6 @@ def facts(**changes: Any) -> Facts:
     base = {
         "python": PY,
         "binaries": ALL_BINARIES,
-        "commands": frozenset({"setup", "run", "train", "api", "ui", "simulate", "up"}),
         "secrets": frozenset(),
         "prometheus_base": promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG),
         "alertmanager_base": promconfig.load_yaml(promconfig.ALERTMANAGER_CONFIG),
@@ -67,7 +71,7 @@ def plan(services=None, no_monitoring=False, raw=None, ports=None, **fact_change
     )
 
 
-def by_name(p: stack.StackPlan) -> dict[str, ServiceSpec]:
+def by_name(p: StackPlan) -> dict[str, ServiceSpec]:
     return {s.name: s for s in p.services}
 
 
@@ -149,17 +153,15 @@ def test_services_and_no_monitoring_select_a_subset() -> None:
         plan(["exporter", "prometheus"], no_monitoring=True)
 
 
-def test_missing_binaries_and_commands_are_left_out_with_a_reason() -> None:
+def test_missing_binaries_are_left_out_with_a_reason() -> None:
     p = plan(
         binaries={"prometheus": None, "prometheus-alertmanager": None, "optuna-dashboard": None},
-        commands=frozenset({"setup", "run", "train", "api", "simulate"}),
     )
-    assert p.names() == ["trainer", "mlflow", "api", "exporter"]
+    assert p.names() == ["trainer", "mlflow", "api", "exporter", "ui"]
     reasons = dict(p.skipped)
     assert "apt-get install prometheus" in reasons["prometheus"]
     assert "apt-get install prometheus-alertmanager" in reasons["alertmanager"]
     assert "pip install optuna-dashboard" in reasons["optuna-dashboard"]
-    assert "`churn-monitor ui` is not available" in reasons["ui"]
     assert "Alertmanager is not started" in reasons["sinks"]
     upstream = plan(
         binaries={**ALL_BINARIES, "prometheus-alertmanager": None, "alertmanager": "/x"}
@@ -177,7 +179,7 @@ def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
     assert specs["api"].port == 18000 and specs["api"].health_url.endswith(":18000/health")
     assert specs["exporter"].health_url == "http://127.0.0.1:19108/healthz"
     prom = p.files[Path("/work/data/stack/prometheus.yml")]
-    assert promconfig.scrape_targets(prom) == {
+    assert scrape_targets(prom) == {
         "churn-exporter": ["127.0.0.1:19108"],
         "churn-api": ["127.0.0.1:18000"],
         "prometheus": ["127.0.0.1:19090"],
@@ -195,7 +197,7 @@ def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
     assert "--cluster.listen-address=" in specs["alertmanager"].argv
     # Without the API or Alertmanager, Prometheus does not look for them.
     alone = plan(["exporter", "prometheus"]).files[Path("/work/data/stack/prometheus.yml")]
-    assert set(promconfig.scrape_targets(alone)) == {"churn-exporter", "prometheus"}
+    assert set(scrape_targets(alone)) == {"churn-exporter", "prometheus"}
     assert "alerting" not in alone
     with pytest.raises(StackError, match="'grafana' has no port"):
         plan(ports={"grafana": 3001})
@@ -203,9 +205,9 @@ def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
 
 def test_service_ports_come_from_the_stack_section_then_the_command_line() -> None:
     config = parse_config({"api": {"port": 18000}, "stack": {"ports": {"ui": 18501}}})
-    ports = stack.service_ports(config, {"alertmanager": 19093, "sinks-smtp": 11025})
+    ports = service_ports(config, {"alertmanager": 19093, "sinks-smtp": 11025})
     assert ports == {
-        **stack.DEFAULT_PORTS,
+        **DEFAULT_PORTS,
         "api": 18000,
         "ui": 18501,
         "alertmanager": 19093,
@@ -319,7 +321,7 @@ def test_up_parser_accepts_services_no_monitoring_and_ports() -> None:
 
 def test_format_table_lists_url_state_and_log() -> None:
     p = plan(["api", "exporter"])
-    table = stack.format_table(p, Path("/work"), {"api": "ready", "exporter": "ready"})
+    table = format_table(p, Path("/work"), {"api": "ready", "exporter": "ready"})
     lines = table.splitlines()
     assert lines[0].split() == ["service", "url", "state", "log"]
     assert lines[1].split() == ["api", "http://127.0.0.1:8000/docs", "ready", "logs/api.log"]
@@ -441,7 +443,7 @@ def test_up_refuses_busy_ports_and_starts_nothing(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         lines: list[str] = []
         config = parse_config({"exporter": {"port": port}})
-        code = stack.up(config, ["exporter"], workdir=tmp_path, out=lines.append)
+        code = up(config, ["exporter"], workdir=tmp_path, out=lines.append)
     assert code == 1
     assert f"exporter: port {port} on 127.0.0.1 is already in use" in lines
     assert not (tmp_path / "logs").exists()

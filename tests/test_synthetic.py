@@ -14,15 +14,15 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from exporter.data.churn_relation import churn_probability
 from exporter.data.synthetic import (
     NEW_PAYMENT_METHOD,
     NEW_PAYMENT_METHOD_SHARE,
     PRICE_INCREASE,
-    SCENARIOS,
-    churn_probability,
     generate_customers,
 )
 from exporter.domain import schema
+from exporter.domain.scenarios import SCENARIOS
 
 N = 20_000
 FEATURES = list(schema.FEATURES)
@@ -338,7 +338,7 @@ def test_concept_keeps_inputs_and_changes_labels(frames: dict[str, pd.DataFrame]
 
 
 def _model():
-    numeric = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
+    numeric = list(schema.MODEL_NUMERIC_FEATURES)
     categorical = [c for c in FEATURES if c not in numeric]
     return make_pipeline(
         make_column_transformer(

@@ -25,7 +25,10 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from exporter.config import MonitoringConfig, parse_config
 from exporter.data.synthetic import generate_customers
 from exporter.domain import schema
+from exporter.domain.metrics import METRICS
 from exporter.model import modeling
+from exporter.stats.performance import classification_metrics
+from exporter.training.evaluate import best_f1_threshold
 from exporter.training.pipeline import TrainingError, TrainResult, train
 
 ROWS = 1500
@@ -87,7 +90,7 @@ def test_train_registers_version_1_under_the_alias(trained: Trained, in_root: Pa
     assert result.model_uri == "models:/churn-model/1"
     assert result.trials_run == TRIALS == result.trials_complete
     assert result.best_params["model"] in modeling.MODEL_FAMILIES
-    assert set(result.metrics) == set(modeling.METRIC_NAMES)
+    assert set(result.metrics) == set(METRICS)
     assert 0.7 < result.metrics["roc_auc"] <= 1.0
     assert 0.0 < result.threshold < 1.0
 
@@ -194,7 +197,7 @@ def test_same_seed_and_data_give_the_same_model(
     trained: Trained, customers_csv: Path, tmp_path: Path
 ) -> None:
     """Identical results are promised for identical fresh storages (a study that already
-    holds trials samples differently, by design: see exporter.training.pipeline)."""
+    holds trials samples differently, by design: see exporter.training.tune)."""
     again = _train_in(tmp_path, customers_csv).result
     first = trained.result
     assert again.best_params == first.best_params
@@ -206,6 +209,43 @@ def test_same_seed_and_data_give_the_same_model(
         pd.read_parquet(tmp_path / "data" / "reference" / "reference.parquet")["score"],
         pd.read_parquet(trained.root / "data" / "reference" / "reference.parquet")["score"],
     )
+
+
+@pytest.mark.slow
+def test_undefined_baseline_metrics_are_left_out_not_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customers_csv: Path
+) -> None:
+    """A test split of non-churners only: ROC AUC and recall are undefined there, so the
+    baseline path (result, baseline.json, the run, the registry) leaves them out."""
+    from exporter.model.registry import load_champion
+    from exporter.training import pipeline
+    from exporter.training.dataset import Splits, split
+
+    def non_churners_in_test(y: np.ndarray, seed: int) -> Splits:
+        parts = split(y, seed)
+        return Splits(parts.train, parts.validation, parts.test[y[parts.test] == 0])
+
+    monkeypatch.setattr(pipeline, "split", non_churners_in_test)
+    monkeypatch.chdir(tmp_path)
+    config = parse_config({})
+    result = train(config, data=customers_csv, trials=1, seed=SEED, progress=False)
+
+    undefined = {"roc_auc", "recall"}
+    assert "accuracy" in result.metrics
+    assert not undefined & set(result.metrics)
+    assert all(np.isfinite(v) for v in result.metrics.values())
+    assert set(result.validation_metrics) == set(METRICS)  # both classes there
+    assert result.feature_importance == {}  # the ROC AUC drop is undefined too
+
+    baseline = json.loads((tmp_path / "data" / "reference" / "baseline.json").read_text())
+    assert baseline["metrics"] == result.metrics
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    logged = MlflowClient(uri, uri).get_run(result.run_id).data.metrics
+    assert {f"test_{m}" for m in result.metrics} <= set(logged)
+    assert not {f"test_{m}" for m in undefined} & set(logged)
+    registered = load_champion(config).baseline
+    assert registered == pytest.approx(result.metrics)
+    assert not undefined & set(registered)
 
 
 # --------------------------------------------------------------------------- fast
@@ -268,18 +308,18 @@ def test_missing_file_and_bad_trial_count_fail_cleanly(
 def test_best_f1_threshold_maximises_f1() -> None:
     y = np.array([0, 0, 1, 1, 0, 1])
     scores = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.6])
-    threshold = modeling.best_f1_threshold(y, scores)
+    threshold = best_f1_threshold(y, scores)
     candidates = {t: f1_score(y, scores >= t) for t in scores}
     assert candidates[threshold] == max(candidates.values())
     assert threshold == pytest.approx(0.35)  # F1 0.857 (0.35 and 0.4 tie; the lower wins)
-    assert modeling.best_f1_threshold(np.zeros(4), np.linspace(0, 1, 4)) == 0.5
+    assert best_f1_threshold(np.zeros(4), np.linspace(0, 1, 4)) == 0.5
 
 
 def test_classification_metrics_match_sklearn() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
     scores = np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1)
-    got = modeling.classification_metrics(y, scores, 0.45)
+    got = classification_metrics(y, scores, 0.45)
     predicted = scores >= 0.45
     assert got["accuracy"] == pytest.approx(np.mean(predicted == y))
     assert got["precision"] == pytest.approx(precision_score(y, predicted))

@@ -5,7 +5,6 @@ store). Every server binds 127.0.0.1 on a free port and is stopped by pid."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from exporter.cli import main as cli  # noqa: E402
 from exporter.ui import form  # noqa: E402
 
 from .api_fixtures import LiveApi  # noqa: E402
@@ -32,19 +30,9 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 #: what-if scores on a busy two-core machine).
 PAGE_TIMEOUT = 120
 
-#: `churn-monitor ui` until the CLI has the command: the same launch function.
-_RUN_UI = (
-    "import sys\n"
-    "from exporter.config import load_config\n"
-    "from exporter.ui.launch import run_ui\n"
-    "sys.exit(run_ui(load_config(), '127.0.0.1', int(sys.argv[1])))\n"
-)
-
 
 def _ui_command(port: int) -> list[str]:
-    if hasattr(cli, "cmd_ui"):
-        return churn_monitor("ui", "--port", str(port))
-    return [sys.executable, "-c", _RUN_UI, str(port)]
+    return churn_monitor("ui", "--port", str(port))
 
 
 @pytest.fixture

@@ -50,12 +50,9 @@ class Served:
 
 
 def positive_column(model: Any) -> int:
-    """The column of ``predict_proba`` that holds P(churn)."""
-    classes = list(getattr(model, "classes_", [0, 1]))
-    for positive in (1, "Yes", True, "1"):
-        if positive in classes:
-            return classes.index(positive)
-    return len(classes) - 1
+    """The column of ``predict_proba`` that holds P(churn), for a fitted classifier
+    (the domain's rule, :func:`exporter.domain.schema.positive_column`)."""
+    return schema.positive_column(getattr(model, "classes_", None))
 
 
 @functools.cache

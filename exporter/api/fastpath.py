@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from exporter.domain import schema
+
 log = logging.getLogger("churn_monitor.api")
 
 #: Columns of a batch: feature name -> one value per customer.
@@ -168,8 +170,7 @@ def compile_fast_path(model: Any) -> FastPath | None:
                 blocks.append(_categorical_block(list(columns), transformer))
             else:
                 blocks.append(_numeric_block(list(columns), transformer))
-        classes = list(classifier.classes_)
-        positive = classes.index(1) if 1 in classes else len(classes) - 1
+        positive = schema.positive_column(classifier.classes_)
     except _Unsupported as why:
         log.info("no fast scoring path for this model (%s); using predict_proba", why)
         return None

@@ -26,19 +26,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.data import predlog
+from exporter.data.dburl import sqlite_file
 from exporter.data.predlog import LogUnavailable
 
 log = logging.getLogger("churn_monitor.api")
 
 
-def sqlite_file(engine: Engine) -> str | None:
-    """The path of a SQLite file database, else None (other databases, :memory:)."""
+def _log_file(engine: Engine) -> str | None:
+    """The path of a SQLite file database, else None (other databases, :memory:, and
+    ``file:`` URIs, whose path SQLite resolves itself)."""
     if not predlog.is_sqlite(engine):
         return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = sqlite_file(engine.url.render_as_string(hide_password=False))
+    if database is None or str(database).startswith("file:"):
         return None
-    return database
+    return str(database)
 
 
 class LogFileGuard:
@@ -46,7 +48,7 @@ class LogFileGuard:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.path = sqlite_file(engine)
+        self.path = _log_file(engine)
         self._identity: tuple[int, int] | None = None
         self._lock = threading.Lock()
 

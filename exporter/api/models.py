@@ -15,9 +15,10 @@ API accepts up to twice the schema's plausible maxima.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.config import JsonValue
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -47,23 +48,20 @@ def _number_or_blank(value: Any) -> Any:
     return value
 
 
-def _category(name: str) -> Any:
-    values = schema.CATEGORIES[name]
-    return Annotated[
-        Literal[values],  # type: ignore[valid-type]
-        Field(description=f"one of: {', '.join(values)}"),
-    ]
+def _one_of(values: Any) -> Any:
+    """A ``Field`` describing a value set (a ``Literal`` type of the schema)."""
+    return Field(description=f"one of: {', '.join(get_args(values))}")
 
 
 Number = BeforeValidator(_number_only)
 
-Gender = _category("gender")
-YesNo = _category("Partner")
-MultipleLines = _category("MultipleLines")
-InternetService = _category("InternetService")
-InternetAddon = _category("OnlineSecurity")
-Contract = _category("Contract")
-PaymentMethod = _category("PaymentMethod")
+Gender = Annotated[schema.Gender, _one_of(schema.Gender)]
+YesNo = Annotated[schema.YesNo, _one_of(schema.YesNo)]
+MultipleLines = Annotated[schema.MultipleLines, _one_of(schema.MultipleLines)]
+InternetService = Annotated[schema.InternetService, _one_of(schema.InternetService)]
+InternetAddon = Annotated[schema.InternetAddon, _one_of(schema.InternetAddon)]
+Contract = Annotated[schema.Contract, _one_of(schema.Contract)]
+PaymentMethod = Annotated[schema.PaymentMethod, _one_of(schema.PaymentMethod)]
 
 _EXAMPLE: dict[str, Any] = {
     "customerID": "7590-VHVEG",
@@ -171,7 +169,7 @@ class BatchResponse(BaseModel):
 
 #: The feedback key rule in JSON Schema: exactly one of the two keys is a string (a key
 #: that is absent or null names nothing, as in `Feedback._one_key`).
-_ONE_FEEDBACK_KEY: list[dict[str, Any]] = [
+_ONE_FEEDBACK_KEY: list[JsonValue] = [
     {"required": [key], "properties": {key: {"type": "string"}}}
     for key in ("prediction_id", "customerID")
 ]
@@ -209,8 +207,9 @@ class Feedback(BaseModel):
         return self
 
     @property
-    def label(self) -> int:
-        return 1 if self.actual in (1, "Yes") else 0
+    def label(self) -> schema.LabelCode:
+        """The outcome as a 0/1 code (1: churned)."""
+        return schema.label_code(self.actual)
 
 
 Scalar = str | int | float | bool | None
@@ -244,7 +243,7 @@ class ErrorBody(BaseModel):
 
 class FeedbackResponse(BaseModel):
     prediction_id: str
-    actual: Literal[0, 1]
+    actual: schema.LabelCode
 
 
 class ModelInfo(BaseModel):

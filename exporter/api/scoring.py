@@ -53,7 +53,6 @@ from exporter.domain import schema
 
 log = logging.getLogger("churn_monitor.api")
 
-_FLOAT_FEATURES = ("SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges")
 _FEATURE_VALUES = operator.attrgetter(*schema.FEATURES)
 #: A logged row is (id, ts, model, version, customer_id, *features, score, predicted).
 _ROW_LAYOUT = (
@@ -98,7 +97,7 @@ def feature_columns(customers: Sequence[Customer]) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     for name in schema.FEATURES:
         values = [getattr(c, name) for c in customers]
-        if name in _FLOAT_FEATURES:
+        if name in schema.MODEL_NUMERIC_FEATURES:
             columns[name] = np.array(
                 [math.nan if v is None else v for v in values], dtype=np.float64
             )

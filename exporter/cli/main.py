@@ -1,7 +1,7 @@
-"""The `churn-monitor` command line (also `python -m exporter`).
+"""The `churn-monitor` command line (also `python -m exporter`): parser and entry point.
 
 Bad arguments or config: one line naming the field and the problem, exit status 2,
-nothing started and nothing written.
+nothing started and nothing written. The commands live in :mod:`exporter.cli.commands`.
 """
 
 from __future__ import annotations
@@ -9,22 +9,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.config import ConfigError, CurrentSourceConfig, MonitoringConfig, load_config
-from exporter.data.synthetic import SCENARIOS
-from exporter.ops.stack import add_up_parser
+from exporter.cli import commands
+from exporter.cli.errors import UsageError
+from exporter.config import ConfigError, MonitoringConfig, load_config
+from exporter.domain.scenarios import SCENARIOS
+from exporter.ops.services import DEFAULT_PORTS, MONITORING_SERVICES, SERVICES
 
-log = logging.getLogger("churn_monitor")
+Command = Callable[[argparse.Namespace, MonitoringConfig], int]
+if TYPE_CHECKING:
+    # argparse gives the type of `add_subparsers()` no public name.
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-class UsageError(Exception):
-    """A bad argument found after parsing; reported like argparse's errors (exit 2)."""
+# --- argument types ---------------------------------------------------------------------
 
 
 def _positive_float(text: str) -> float:
@@ -57,6 +59,206 @@ def _port(text: str) -> int:
     return value
 
 
+def _service_port(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or name not in DEFAULT_PORTS:
+        raise argparse.ArgumentTypeError(
+            f"expected SERVICE=PORT with SERVICE one of {', '.join(DEFAULT_PORTS)}, got {text!r}"
+        )
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer port, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {port}")
+    return name, port
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def _command(
+    sub: Subparsers, name: str, func: Command, about: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """Add command `name` (run by `func`, `about` in the list of commands) with the
+    common ``--config`` and ``--verbose``."""
+    parser = sub.add_parser(name, help=about, description=description)
+    parser.add_argument(
+        "--config",
+        help="path of the monitoring config YAML (default: $CHURN_MONITOR_CONFIG "
+        "or configs/monitoring/monitoring_config.yaml)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_setup(sub: Subparsers) -> None:
+    about = "create folders, databases and the synthetic reference"
+    p = _command(sub, "setup", commands.cmd_setup, about)
+    p.add_argument("--skip-db", action="store_true", help="do not create the SQLite databases")
+
+
+def _add_run(sub: Subparsers) -> None:
+    about = "run the monitoring jobs once, or serve /metrics continuously"
+    p = _command(sub, "run", commands.cmd_run, about)
+    p.add_argument("--mode", choices=("once", "continuous"), default="once")
+    p.add_argument(
+        "--interval",
+        type=_positive_float,
+        metavar="MINUTES",
+        help="schedule of every job in continuous mode (overrides check_interval_minutes)",
+    )
+    p.add_argument("--host", help="address to bind (default: exporter.host)")
+    p.add_argument("--port", type=_port, help="port to bind (default: exporter.port, 9108)")
+    p.add_argument(
+        "--current",
+        metavar="PATH",
+        help="read the current window from this CSV/Parquet file or glob instead of the config",
+    )
+    p.add_argument(
+        "--fail-on-drift",
+        action="store_true",
+        help="exit 1 when the dataset drift score exceeds its threshold (for batch pipelines)",
+    )
+
+
+def _add_train(sub: Subparsers) -> None:
+    about = "tune with Optuna, track in MLflow, register the champion"
+    p = _command(sub, "train", commands.cmd_train, about)
+    p.add_argument(
+        "--data", metavar="FILE", help="CSV/Parquet in the Telco schema (default: synthetic)"
+    )
+    p.add_argument("--trials", type=_positive_int, help="Optuna trials (default: optuna.n_trials)")
+    p.add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="stop tuning after S seconds"
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of the split and the sampler")
+    p.add_argument(
+        "--if-no-champion",
+        action="store_true",
+        help="do nothing when the registry already has a champion (for first starts)",
+    )
+
+
+def _add_api_and_ui(sub: Subparsers) -> None:
+    about = "serve the prediction API (FastAPI on uvicorn)"
+    p = _command(sub, "api", commands.cmd_api, about)
+    p.add_argument("--host", help="address to bind (default: api.host)")
+    p.add_argument("--port", type=_port, help="port to bind (default: api.port, 8000)")
+
+    p = _command(sub, "ui", commands.cmd_ui, "serve the Streamlit prediction form")
+    p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8501, help="port to bind (default: 8501)")
+
+
+def _add_simulate(sub: Subparsers) -> None:
+    about = "send synthetic, optionally drifting traffic to the API"
+    p = _command(sub, "simulate", commands.cmd_simulate, about)
+    p.add_argument("--api", metavar="URL", help="base URL of the API (default: api.url)")
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="customers per second")
+    p.add_argument("--duration", type=_positive_float, default=60.0, metavar="S", help="seconds")
+    p.add_argument("--scenario", default="none", choices=SCENARIOS, help="drift scenario")
+    p.add_argument(
+        "--label-delay",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds before the true outcome is posted as feedback",
+    )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--batch", type=_positive_int, default=1, help="customers per request")
+
+
+def _add_history(sub: Subparsers) -> None:
+    about = "query the monitoring history (alerts, runs, retraining)"
+    p = _command(sub, "history", commands.cmd_history, about)
+    p.add_argument(
+        "--type",
+        choices=("alerts", "drift", "performance", "retraining"),
+        default="alerts",
+        help="which history (default: alerts)",
+    )
+    p.add_argument("--since", type=_positive_float, metavar="HOURS", help="only the last HOURS")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+
+def _add_sinks_and_outbox(sub: Subparsers) -> None:
+    about = "run the local email (SMTP) and Slack sinks that `up` sends notifications to"
+    p = _command(sub, "sinks", commands.cmd_sinks, about)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8025, help="Slack webhook port (default: 8025)")
+    p.add_argument("--smtp-port", type=_port, default=1025, help="SMTP port (default: 1025)")
+    p.add_argument("--dir", help="where to store messages (default: stack.outbox_dir)")
+
+    about = "list the notifications the local sinks received"
+    p = _command(sub, "outbox", commands.cmd_outbox, about)
+    p.add_argument(
+        "message",
+        nargs="?",
+        metavar="MESSAGE",
+        help="show this message in full: its number in the list, or its id",
+    )
+    p.add_argument("--dir", help="the outbox folder (default: stack.outbox_dir)")
+
+
+def _add_up(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "up",
+        commands.cmd_up,
+        "start the whole stack as local processes (Ctrl-C stops it)",
+        description="Start MLflow, the Optuna dashboard, the API, the exporter, the UI, the "
+        "local email and Slack sinks, Prometheus and Alertmanager as local processes, like "
+        "`docker compose up`; logs in logs/<service>.log; Ctrl-C or SIGTERM stops every one.",
+    )
+    p.add_argument(
+        "--services",
+        nargs="+",
+        choices=SERVICES,
+        metavar="SERVICE",
+        help=f"start only these (any of: {', '.join(SERVICES)}; default: all but simulator)",
+    )
+    p.add_argument(
+        "--no-monitoring",
+        action="store_true",
+        help=f"leave out {', '.join(MONITORING_SERVICES)}",
+    )
+    p.add_argument(
+        "--port",
+        action="append",
+        type=_service_port,
+        default=[],
+        metavar="SERVICE=PORT",
+        help="listen on another port (repeatable), e.g. --port prometheus=9190",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, each with its ``func``."""
+    parser = argparse.ArgumentParser(
+        prog="churn-monitor",
+        description="Drift and model-quality monitoring for a customer-churn classifier.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_setup,
+        _add_run,
+        _add_train,
+        _add_api_and_ui,
+        _add_simulate,
+        _add_history,
+        _add_sinks_and_outbox,
+        _add_up,
+    ):
+        add(sub)
+    return parser
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
 def _configure_logging(config: MonitoringConfig, verbose: bool) -> None:
     """Log to stderr; without ``verbose``, also keep third-party chatter out of the output.
 
@@ -79,339 +281,8 @@ def _configure_logging(config: MonitoringConfig, verbose: bool) -> None:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-def _with_current(config: MonitoringConfig, path: str | None) -> MonitoringConfig:
-    if not path:
-        return config
-    current = CurrentSourceConfig(
-        kind="file", path=path, window_hours=None, window_rows=config.data.current.window_rows
-    )
-    return config.model_copy(update={"data": config.data.model_copy(update={"current": current})})
-
-
-# --- commands ---------------------------------------------------------------------------
-
-
-def cmd_setup(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.ops.bootstrap import setup
-
-    for line in setup(config, skip_db=args.skip_db):
-        print(line)
-    return 0
-
-
-def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.monitor.summary import format_summary
-    from exporter.monitor.wiring import build_monitor, serve
-    from exporter.web.webconfig import load_web_config
-
-    config = _with_current(config, args.current)
-    if args.mode == "once":
-        monitor = build_monitor(config, interval_minutes=args.interval)
-        if not monitor.jobs:
-            print("no monitoring job is enabled in the config")
-            return 0
-        outcome = monitor.run_once()
-        print(format_summary(monitor.store))
-        if not all(outcome.values()):
-            return 1
-        drift = monitor.store.snapshots().get("drift")
-        if args.fail_on_drift and drift is not None and drift.result.drifted:
-            return 1
-        return 0
-
-    host = args.host or config.exporter.host
-    port = config.exporter.port if args.port is None else args.port
-    web = load_web_config(config.exporter.web_config_file, "exporter.web_config_file")
-    monitor = build_monitor(config, interval_minutes=args.interval)
-    serve(monitor, host, port, web=web)
-    busy = [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
-    if busy:
-        # A job still computing would hold the interpreter at exit; reports are written
-        # atomically, so abandoning it loses nothing.
-        log.info("abandoning %d running job thread(s)", len(busy))
-        logging.shutdown()
-        os._exit(0)
-    return 0
-
-
-def cmd_train(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.model.registry import ModelUnavailable, resolve
-    from exporter.training.pipeline import TrainingError, summary_lines, train
-
-    if args.if_no_champion:
-        try:
-            info = resolve(config)
-        except ModelUnavailable:
-            pass
-        else:
-            print(f"champion exists: {info.ref.name} version {info.ref.version}; not training")
-            return 0
-    try:
-        result = train(
-            config,
-            data=args.data,
-            trials=args.trials,
-            timeout=args.timeout,
-            seed=args.seed,
-            # --verbose logs a line per trial instead: the bar would garble DEBUG output.
-            progress=sys.stderr.isatty() and not args.verbose,
-        )
-    except TrainingError as err:
-        raise UsageError(str(err)) from None
-    for line in summary_lines(result):
-        print(line)
-    return 0
-
-
-def cmd_api(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.api.app import serve_api
-
-    serve_api(config, host=args.host, port=args.port)
-    return 0
-
-
-def cmd_ui(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.ui.launch import run_ui
-
-    return run_ui(config, host=args.host, port=args.port)
-
-
-def cmd_simulate(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.ops.simulate import SimulationError, simulate
-
-    try:
-        result = simulate(
-            args.api or config.api.url,
-            rate=args.rate,
-            duration=args.duration,
-            scenario=args.scenario,
-            label_delay=args.label_delay,
-            seed=args.seed,
-            batch=args.batch,
-            progress=sys.stderr.isatty(),
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    except SimulationError as err:
-        print(err.result.summary())
-        print(f"churn-monitor simulate: the API refused traffic: {err}", file=sys.stderr)
-        return 1
-    print(result.summary())
-    return 0 if result.ok else 1
-
-
-def cmd_history(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    import csv
-    import json
-
-    from exporter.data.history import open_history, query, rows_for_display
-
-    since = None
-    if args.since is not None:
-        since = time.time() - args.since * 3600.0
-    engine = open_history(config.history.url)
-    try:
-        rows = query(engine, args.type, since=since)
-    finally:
-        engine.dispose()
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    shown = rows_for_display(rows)
-    if args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(shown[0]) if shown else ["id"])
-        writer.writeheader()
-        writer.writerows(shown)
-        return 0
-    if not shown:
-        print(f"no {args.type} rows")
-        return 0
-    columns = [c for c in shown[0] if c not in ("labels", "annotations", "id")]
-    widths = {
-        c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in shown))
-        for c in columns
-    }
-    print("  ".join(c.ljust(min(widths[c], 60)) for c in columns))
-    for row in shown:
-        cells = [str(row[c] if row[c] is not None else "")[:60] for c in columns]
-        print("  ".join(v.ljust(min(widths[c], 60)) for v, c in zip(cells, columns, strict=True)))
-    return 0
-
-
-def cmd_sinks(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.ops.outbox import Outbox, Sinks
-
-    outbox = Outbox(args.dir or config.stack.outbox_dir)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        sinks = Sinks(outbox, args.host, args.smtp_port, args.port).start()
-    except OSError as err:
-        print(f"churn-monitor sinks: cannot listen: {err.strerror or err}", file=sys.stderr)
-        return 1
-    log.info(
-        "sinks: SMTP on %s:%d, Slack webhook on http://%s:%d/slack, storing in %s",
-        args.host,
-        args.smtp_port,
-        args.host,
-        args.port,
-        outbox.root,
-    )
-    stop.wait()
-    sinks.stop()
-    return 0
-
-
-def cmd_outbox(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.ops.outbox import Outbox, format_list, message_text
-
-    outbox = Outbox(args.dir or config.stack.outbox_dir)
-    if args.message is None:
-        print(format_list(outbox.messages()))
-        return 0
-    try:
-        message = outbox.find(args.message)
-    except LookupError as err:
-        raise UsageError(f"MESSAGE: {err}") from None
-    print(f"{message.channel} {message.id} ({message.path})")
-    print(message_text(message), end="")
-    return 0
-
-
-# --- parser -----------------------------------------------------------------------------
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        help="path of the monitoring config YAML (default: $CHURN_MONITOR_CONFIG "
-        "or configs/monitoring/monitoring_config.yaml)",
-    )
-    parser.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="churn-monitor",
-        description="Drift and model-quality monitoring for a customer-churn classifier.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("setup", help="create folders, databases and the synthetic reference")
-    _common(p)
-    p.add_argument("--skip-db", action="store_true", help="do not create the SQLite databases")
-    p.set_defaults(func=cmd_setup)
-
-    p = sub.add_parser("run", help="run the monitoring jobs once, or serve /metrics continuously")
-    _common(p)
-    p.add_argument("--mode", choices=("once", "continuous"), default="once")
-    p.add_argument(
-        "--interval",
-        type=_positive_float,
-        metavar="MINUTES",
-        help="schedule of every job in continuous mode (overrides check_interval_minutes)",
-    )
-    p.add_argument("--host", help="address to bind (default: exporter.host)")
-    p.add_argument("--port", type=_port, help="port to bind (default: exporter.port, 9108)")
-    p.add_argument(
-        "--current",
-        metavar="PATH",
-        help="read the current window from this CSV/Parquet file or glob instead of the config",
-    )
-    p.add_argument(
-        "--fail-on-drift",
-        action="store_true",
-        help="exit 1 when the dataset drift score exceeds its threshold (for batch pipelines)",
-    )
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("train", help="tune with Optuna, track in MLflow, register the champion")
-    _common(p)
-    p.add_argument(
-        "--data", metavar="FILE", help="CSV/Parquet in the Telco schema (default: synthetic)"
-    )
-    p.add_argument("--trials", type=_positive_int, help="Optuna trials (default: optuna.n_trials)")
-    p.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="stop tuning after S seconds"
-    )
-    p.add_argument("--seed", type=int, default=42, help="seed of the split and the sampler")
-    p.add_argument(
-        "--if-no-champion",
-        action="store_true",
-        help="do nothing when the registry already has a champion (for first starts)",
-    )
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("api", help="serve the prediction API (FastAPI on uvicorn)")
-    _common(p)
-    p.add_argument("--host", help="address to bind (default: api.host)")
-    p.add_argument("--port", type=_port, help="port to bind (default: api.port, 8000)")
-    p.set_defaults(func=cmd_api)
-
-    p = sub.add_parser("ui", help="serve the Streamlit prediction form")
-    _common(p)
-    p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8501, help="port to bind (default: 8501)")
-    p.set_defaults(func=cmd_ui)
-
-    p = sub.add_parser("simulate", help="send synthetic, optionally drifting traffic to the API")
-    _common(p)
-    p.add_argument("--api", metavar="URL", help="base URL of the API (default: api.url)")
-    p.add_argument("--rate", type=_positive_float, default=10.0, help="customers per second")
-    p.add_argument("--duration", type=_positive_float, default=60.0, metavar="S", help="seconds")
-    p.add_argument("--scenario", default="none", choices=SCENARIOS, help="drift scenario")
-    p.add_argument(
-        "--label-delay",
-        type=float,
-        default=5.0,
-        metavar="S",
-        help="seconds before the true outcome is posted as feedback",
-    )
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--batch", type=_positive_int, default=1, help="customers per request")
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("history", help="query the monitoring history (alerts, runs, retraining)")
-    _common(p)
-    p.add_argument(
-        "--type",
-        choices=("alerts", "drift", "performance", "retraining"),
-        default="alerts",
-        help="which history (default: alerts)",
-    )
-    p.add_argument("--since", type=_positive_float, metavar="HOURS", help="only the last HOURS")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.set_defaults(func=cmd_history)
-
-    p = sub.add_parser(
-        "sinks",
-        help="run the local email (SMTP) and Slack sinks that `up` sends notifications to",
-    )
-    _common(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8025, help="Slack webhook port (default: 8025)")
-    p.add_argument("--smtp-port", type=_port, default=1025, help="SMTP port (default: 1025)")
-    p.add_argument("--dir", help="where to store messages (default: stack.outbox_dir)")
-    p.set_defaults(func=cmd_sinks)
-
-    p = sub.add_parser("outbox", help="list the notifications the local sinks received")
-    _common(p)
-    p.add_argument(
-        "message",
-        nargs="?",
-        metavar="MESSAGE",
-        help="show this message in full: its number in the list, or its id",
-    )
-    p.add_argument("--dir", help="the outbox folder (default: stack.outbox_dir)")
-    p.set_defaults(func=cmd_outbox)
-
-    _common(add_up_parser(sub))
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `churn-monitor ARGV`; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -419,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         parser.exit(2, f"churn-monitor: error: {err}\n")
     _configure_logging(config, args.verbose)
-    func: Callable[[argparse.Namespace, MonitoringConfig], int] = args.func
+    func: Command = args.func
     try:
         return func(args, config)
     except (UsageError, ConfigError) as err:

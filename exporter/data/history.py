@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.data.predlog import make_engine
-from exporter.stats.performance import METRICS
+from exporter.domain.metrics import METRICS
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 metadata = sa.MetaData()
@@ -267,10 +267,12 @@ def record_retraining(engine: Engine, **values: Any) -> None:
         conn.execute(retraining.insert().values(ts=values.pop("ts", time.time()), **values))
 
 
-def last_retraining(engine: Engine) -> float | None:
-    """Time of the newest retraining row, for the cooldown."""
+def last_retraining(engine: Engine, decisions: Sequence[str]) -> float | None:
+    """Time of the newest retraining row with one of these decisions (None: no such row)."""
+    query = sa.select(sa.func.max(retraining.c.ts)).where(retraining.c.decision.in_(decisions))
     with engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.max(retraining.c.ts))).scalar_one_or_none()
+        value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else float(value)
 
 
 # --- queries --------------------------------------------------------------------------

@@ -48,13 +48,9 @@ import pyarrow.compute as pc
 from exporter.domain import schema
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
-INTEGER_COLUMNS = ("SeniorCitizen", "tenure")
-NUMERIC_COLUMNS = ("SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges")
-#: Spellings read as a missing number (compared case-insensitively, after stripping).
+#: Spellings read as a missing value (compared case-insensitively, after stripping).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
-_TARGET_VALUES = {"yes": 1, "no": 0, "true": 1, "false": 0, "1": 1, "0": 0}
-_FLAG_VALUES = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0}
 _STR_DTYPE = pd.Series(["x"]).dtype  # "str" on pandas 3, object on pandas 2
 _OBJECT_STRINGS = pd.api.types.is_object_dtype(_STR_DTYPE)
 _EXAMPLES = 5
@@ -170,10 +166,10 @@ def _coerce_numeric(series: pd.Series, column: str) -> tuple[pd.Series, int]:
     codes, text = _distinct(series)
     lowered = pd.Series(text, dtype=object).str.lower().to_numpy(dtype=object)
     missing = np.isin(lowered, list(MISSING_TOKENS))
-    parsed = pd.to_numeric(pd.Series(np.where(missing, None, text), dtype=object), errors="coerce")
-    parsed = parsed.to_numpy(dtype=float, na_value=np.nan)
-    if column == "SeniorCitizen":
-        flags = pd.Series(lowered, dtype=object).map(_FLAG_VALUES).to_numpy(dtype=float)
+    candidates = pd.Series(np.where(missing, np.nan, text), dtype=object)
+    parsed = pd.to_numeric(candidates, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if column == "SeniorCitizen":  # a 0/1 flag: Yes/No and True/False are read too
+        flags = _yes_no_codes(text)
         parsed = np.where(np.isnan(flags), parsed, flags)
     bad = ~missing & ~np.isfinite(parsed)
     if bad.any():
@@ -186,7 +182,7 @@ def _coerce_numeric(series: pd.Series, column: str) -> tuple[pd.Series, int]:
 
 
 def _finish_numeric(values: pd.Series, column: str) -> pd.Series:
-    if column in INTEGER_COLUMNS:
+    if column in schema.INTEGER_FEATURES:
         arr = values.to_numpy(dtype=float)
         if not np.isnan(arr).any() and np.array_equal(arr, np.round(arr)):
             return pd.Series(arr.astype(np.int64))
@@ -224,17 +220,22 @@ def _unknowns(
 # ------------------------------------------------------------------------ target
 
 
+def _yes_no_codes(text: np.ndarray) -> np.ndarray:
+    """1.0 / 0.0 per distinct value in a Yes/No spelling of the domain
+    (:data:`exporter.domain.schema.YES_NO_CODES`), NaN for any other value."""
+    codes = [schema.yes_no_code(value) for value in text]
+    return np.array([np.nan if c is None else c for c in codes], dtype=float)
+
+
 def _target_codes(series: pd.Series, column: str, *, allow_missing: bool) -> np.ndarray:
     """1.0 / 0.0 per row, NaN where missing (an error unless ``allow_missing``)."""
     codes, text = _distinct(series)
-    mapped = np.full(len(text), np.nan)
-    bad: list[int] = []
-    for i, value in enumerate(text):
-        key = value.lower()
-        if key in _TARGET_VALUES:
-            mapped[i] = _TARGET_VALUES[key]
-        elif key not in MISSING_TOKENS:
-            bad.append(i)
+    mapped = _yes_no_codes(text)
+    bad = [
+        i
+        for i, value in enumerate(text)
+        if np.isnan(mapped[i]) and value.lower() not in MISSING_TOKENS
+    ]
     if bad:
         n_bad = int(np.isin(codes, bad).sum())
         raise DataSchemaError(
@@ -250,7 +251,8 @@ def _target_codes(series: pd.Series, column: str, *, allow_missing: bool) -> np.
 
 
 def encode_target(series: pd.Series) -> np.ndarray:
-    """The target as a 0/1 int64 array; an error names the column and bad values."""
+    """The target as a 0/1 int64 array (the domain's label codes,
+    :func:`exporter.domain.schema.label_code`); an error names the column and bad values."""
     column = schema.TARGET if series.name is None else str(series.name)
     return _target_codes(series, column, allow_missing=False).astype(np.int64)
 
@@ -258,18 +260,16 @@ def encode_target(series: pd.Series) -> np.ndarray:
 # ------------------------------------------------------------------------ public
 
 
-def normalize_frame(raw: pd.DataFrame, *, require_target: bool = False) -> LoadedData:
-    """Validate and normalise an in-memory customer table (see the module docstring)."""
+def _columns_by_name(raw: pd.DataFrame, *, require_target: bool) -> dict[str, pd.Series]:
+    """The frame's columns by cleaned name; an error for duplicated or missing ones."""
     if not isinstance(raw, pd.DataFrame):
         raise DataSchemaError(f"expected a pandas DataFrame, got {type(raw).__name__}")
     names = [_clean_name(c) for c in raw.columns]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataSchemaError(f"duplicate column(s): {', '.join(duplicated)}")
-    by_name = {name: raw.iloc[:, i] for i, name in enumerate(names)}
-
     required = [*schema.FEATURES, *([schema.TARGET] if require_target else [])]
-    missing = [c for c in required if c not in by_name]
+    missing = [c for c in required if c not in names]
     if missing:
         lower = {n.lower(): n for n in names}
         hints = [f"{m!r} (found {lower[m.lower()]!r})" for m in missing if m.lower() in lower]
@@ -277,52 +277,77 @@ def normalize_frame(raw: pd.DataFrame, *, require_target: bool = False) -> Loade
         if hints:
             message += f"; names differ only in case: {', '.join(hints)}"
         raise DataSchemaError(message)
-    extra = tuple(n for n in names if n not in schema.ALL_COLUMNS)
+    return {name: raw.iloc[:, i] for i, name in enumerate(names)}
 
-    columns: dict[str, pd.Series] = {}
-    unknown: dict[str, tuple[str, ...]] = {}
-    unknown_rows: dict[str, int] = {}
-    blanks: dict[str, int] = {}
+
+def _odd_flags(values: pd.Series) -> tuple[tuple[str, ...], int]:
+    """SeniorCitizen values other than 0/1 (most frequent first, "" for missing) and the
+    rows holding them."""
+    arr = values.to_numpy(dtype=float)
+    odd = ~np.isin(arr, (0.0, 1.0))
+    if not odd.any():
+        return (), 0
+    text = np.array(["" if np.isnan(v) else f"{v:g}" for v in arr[odd]], dtype=object)
+    found, counts = np.unique(text, return_counts=True)
+    order = np.lexsort((found, -counts))
+    return tuple(str(v) for v in found[order]), int(odd.sum())
+
+
+@dataclass
+class _Normalized:
+    """The columns normalised so far and what was noticed (see `LoadedData`)."""
+
+    columns: dict[str, pd.Series] = field(default_factory=dict)
+    unknown: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unknown_rows: dict[str, int] = field(default_factory=dict)
+    blanks: dict[str, int] = field(default_factory=dict)
+
+    def add_numeric(self, column: str, series: pd.Series) -> None:
+        values, n_blank = _coerce_numeric(series, column)
+        self.columns[column] = _finish_numeric(values, column)
+        if n_blank:
+            self.blanks[column] = n_blank
+        if column == "SeniorCitizen":
+            self._note_unknown(column, *_odd_flags(values))
+
+    def add_target(self, column: str, series: pd.Series, *, require_target: bool) -> None:
+        codes = _target_codes(series, column, allow_missing=not require_target)
+        labels = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+        self.columns[column] = _string_series(labels, np.array(schema.LABELS, dtype=object))
+
+    def add_categorical(self, column: str, series: pd.Series) -> None:
+        cleaned, codes, text = _clean_categorical(series)
+        self.columns[column] = cleaned
+        if column in schema.CATEGORIES:
+            self._note_unknown(column, *_unknowns(codes, text, schema.CATEGORIES[column]))
+
+    def _note_unknown(self, column: str, values: tuple[str, ...], n_rows: int) -> None:
+        if values:
+            self.unknown[column] = values
+            self.unknown_rows[column] = n_rows
+
+
+def normalize_frame(raw: pd.DataFrame, *, require_target: bool = False) -> LoadedData:
+    """Validate and normalise an in-memory customer table (see the module docstring)."""
+    by_name = _columns_by_name(raw, require_target=require_target)
+    out = _Normalized()
     for column in schema.ALL_COLUMNS:
         if column not in by_name:
             continue
         series = by_name[column].reset_index(drop=True)
-        if column in NUMERIC_COLUMNS:
-            values, n_blank = _coerce_numeric(series, column)
-            columns[column] = _finish_numeric(values, column)
-            if n_blank:
-                blanks[column] = n_blank
-            if column == "SeniorCitizen":
-                arr = values.to_numpy(dtype=float)
-                odd = ~np.isin(arr, (0.0, 1.0))
-                if odd.any():
-                    text = np.array(
-                        ["" if np.isnan(v) else f"{v:g}" for v in arr[odd]], dtype=object
-                    )
-                    found, counts = np.unique(text, return_counts=True)
-                    order = np.lexsort((found, -counts))
-                    unknown[column] = tuple(str(v) for v in found[order])
-                    unknown_rows[column] = int(odd.sum())
+        if column in schema.MODEL_NUMERIC_FEATURES:
+            out.add_numeric(column, series)
         elif column == schema.TARGET:
-            codes = _target_codes(series, column, allow_missing=not require_target)
-            yes_no = np.where(np.isnan(codes), -1, codes).astype(np.int64)
-            columns[column] = _string_series(yes_no, np.array(schema.YES_NO, dtype=object))
+            out.add_target(column, series, require_target=require_target)
         else:
-            cleaned, codes, text = _clean_categorical(series)
-            columns[column] = cleaned
-            if column in schema.CATEGORIES:
-                values_found, n_rows = _unknowns(codes, text, schema.CATEGORIES[column])
-                if values_found:
-                    unknown[column] = values_found
-                    unknown_rows[column] = n_rows
-
-    frame = pd.DataFrame(columns, columns=[c for c in schema.ALL_COLUMNS if c in columns])
+            out.add_categorical(column, series)
+    ordered = [c for c in schema.ALL_COLUMNS if c in out.columns]
     return LoadedData(
-        frame=frame,
-        extra_columns=extra,
-        unknown_categories=unknown,
-        blank_numeric=blanks,
-        unknown_category_rows=unknown_rows,
+        frame=pd.DataFrame(out.columns, columns=ordered),
+        extra_columns=tuple(n for n in by_name if n not in schema.ALL_COLUMNS),
+        unknown_categories=out.unknown,
+        blank_numeric=out.blanks,
+        unknown_category_rows=out.unknown_rows,
     )
 
 

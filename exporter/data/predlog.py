@@ -13,23 +13,28 @@ They block, so an async caller runs them in a worker thread.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from exporter.data.dburl import sqlite_file
 from exporter.domain import schema
 
 metadata = sa.MetaData()
 
-_FEATURE_TYPES: dict[str, sa.types.TypeEngine] = {
-    "SeniorCitizen": sa.Integer(),
-    "tenure": sa.Integer(),
-    "MonthlyCharges": sa.Float(),
-    "TotalCharges": sa.Float(),
-}
+
+def _feature_type(name: str) -> sa.types.TypeEngine[Any]:
+    """Whole numbers as INTEGER, other numbers as FLOAT, categories as text."""
+    if name in schema.INTEGER_FEATURES:
+        return sa.Integer()
+    if name in schema.MODEL_NUMERIC_FEATURES:
+        return sa.Float()
+    return sa.String(50)
+
 
 predictions = sa.Table(
     "predictions",
@@ -40,7 +45,7 @@ predictions = sa.Table(
     sa.Column("version", sa.String(50), nullable=False),
     sa.Column("customer_id", sa.String(100), nullable=True, index=True),
     *(
-        sa.Column(name, _FEATURE_TYPES.get(name, sa.String(50)), nullable=name == "TotalCharges")
+        sa.Column(name, _feature_type(name), nullable=name == "TotalCharges")
         for name in schema.FEATURES
     ),
     sa.Column("score", sa.Float, nullable=False),
@@ -83,8 +88,12 @@ class UnknownPrediction(LookupError):
         super().__init__(f"no prediction with {field} {value!r}")
 
 
-def _sqlite_pragmas(busy_timeout_ms: int, autocheckpoint: bool):  # type: ignore[no-untyped-def]
-    def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(
+    busy_timeout_ms: int, autocheckpoint: bool
+) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    """The ``connect`` listener that sets a new SQLite connection's pragmas."""
+
+    def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -163,7 +172,8 @@ def _compiled_insert(engine: Engine) -> tuple[str, tuple[str, ...] | None]:
     cached = _INSERTS.get(dialect)
     if cached is None:
         compiled = predictions.insert().compile(dialect=dialect, column_keys=PREDICTION_COLUMNS)
-        order = tuple(compiled.positiontup) if compiled.positional else None
+        positions = compiled.positiontup
+        order = tuple(positions) if compiled.positional and positions is not None else None
         cached = (compiled.string, order)
         _INSERTS[dialect] = cached
     return cached
@@ -182,20 +192,22 @@ def log_predictions(
     if not rows:
         return
     sql, order = _compiled_insert(engine)
-    first = rows[0]
     params: list[Any]
-    if isinstance(first, Mapping):
+    if isinstance(rows[0], Mapping):  # every row has the first one's form
+        mappings = cast("Sequence[Mapping[str, Any]]", rows)
         if order is not None:
-            params = [tuple(row[key] for key in order) for row in rows]  # type: ignore[call-overload]
+            params = [tuple(row[key] for key in order) for row in mappings]
         else:
-            params = [{key: row[key] for key in PREDICTION_COLUMNS} for row in rows]  # type: ignore[call-overload]
-    elif order == PREDICTION_COLUMNS:
-        params = list(rows)
-    elif order is not None:
-        where = [PREDICTION_COLUMNS.index(key) for key in order]
-        params = [tuple(row[i] for i in where) for row in rows]
+            params = [{key: row[key] for key in PREDICTION_COLUMNS} for row in mappings]
     else:
-        params = [dict(zip(PREDICTION_COLUMNS, row, strict=True)) for row in rows]
+        tuples = cast("Sequence[Sequence[Any]]", rows)
+        if order == PREDICTION_COLUMNS:
+            params = list(tuples)
+        elif order is not None:
+            where = [PREDICTION_COLUMNS.index(key) for key in order]
+            params = [tuple(row[i] for i in where) for row in tuples]
+        else:
+            params = [dict(zip(PREDICTION_COLUMNS, row, strict=True)) for row in tuples]
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(sql, params)
@@ -249,36 +261,44 @@ def ping(engine: Engine) -> None:
         raise _unavailable(err) from err
 
 
-def labelled_query(
-    since: float | None = None, limit: int | None = None
-) -> sa.Select[tuple[object, ...]]:
-    """Predictions that received feedback, newest first, with their latest `actual` (0/1).
+def newest_labels(feedback_table: sa.Table = feedback) -> sa.Subquery:
+    """The newest label of each labelled prediction (the one rule for it).
 
-    Rows have the `predictions` columns plus ``actual`` and ``feedback_ts``; a prediction
-    labelled twice counts once, with its most recent label. `since` filters on the
-    prediction's ``ts``.
+    Of the feedback rows naming one prediction, the one recorded last wins: the highest
+    ``id``. Ids grow in arrival order and ``ts`` is the server's clock at arrival, so
+    the two agree, but ids never tie. Columns ``prediction_id``, ``actual`` (0/1) and
+    ``feedback_ts``.
     """
-    latest = (
-        sa.select(
-            feedback.c.prediction_id,
-            feedback.c.actual,
-            feedback.c.ts.label("feedback_ts"),
-            sa.func.row_number()
-            .over(
-                partition_by=feedback.c.prediction_id,
-                order_by=(feedback.c.ts.desc(), feedback.c.id.desc()),
-            )
-            .label("rank"),
-        )
-    ).subquery("latest_feedback")
+    fb = feedback_table
+    last = (
+        sa.select(fb.c.prediction_id, sa.func.max(fb.c.id).label("feedback_id"))
+        .group_by(fb.c.prediction_id)
+        .subquery("last_feedback")
+    )
+    return (
+        sa.select(fb.c.prediction_id, fb.c.actual, fb.c.ts.label("feedback_ts"))
+        .join(last, last.c.feedback_id == fb.c.id)
+        .subquery("newest_label")
+    )
+
+
+def labelled_query(
+    since: float | None = None,
+    *,
+    predictions_table: sa.Table = predictions,
+    feedback_table: sa.Table = feedback,
+) -> sa.Select[Any]:
+    """Predictions that received feedback, oldest first, each with its newest label
+    (:func:`newest_labels`): the `predictions` columns plus ``actual`` and
+    ``feedback_ts``. `since` keeps predictions made at or after it (``ts``, Unix seconds).
+    """
+    label = newest_labels(feedback_table)
+    preds = predictions_table
     query = (
-        sa.select(predictions, latest.c.actual, latest.c.feedback_ts)
-        .join(latest, latest.c.prediction_id == predictions.c.id)
-        .where(latest.c.rank == 1)
-        .order_by(predictions.c.ts.desc())
+        sa.select(preds, label.c.actual, label.c.feedback_ts)
+        .join(label, label.c.prediction_id == preds.c.id)
+        .order_by(preds.c.ts)
     )
     if since is not None:
-        query = query.where(predictions.c.ts >= since)
-    if limit is not None:
-        query = query.limit(limit)
+        query = query.where(preds.c.ts >= since)
     return query

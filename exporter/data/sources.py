@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from exporter.config import CurrentSourceConfig
 from exporter.data.loader import DataSchemaError, normalize_frame, read_table
-from exporter.data.predlog import make_engine
+from exporter.data.predlog import labelled_query, make_engine
 from exporter.domain import schema
 
 SCORE = "score"
@@ -94,7 +94,7 @@ def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
     except sa.exc.NoSuchTableError:
         raise SourceError(f"{source.url}: table {source.table!r} does not exist") from None
     except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{source.url}: {err.__class__.__name__}: {err.orig or err}") from None
+        raise SourceError(f"{source.url}: {_reason(err)}") from None
     finally:
         engine.dispose()
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN}).iloc[::-1]
@@ -112,33 +112,29 @@ def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) 
     """Predictions logged in the last `window_hours` that have feedback, with ``actual``.
 
     The window is by prediction time, so a label that arrives late still counts while
-    its prediction is inside the window. With several feedback rows for one prediction
-    the newest wins.
+    its prediction is inside the window. A prediction labelled several times counts
+    once, with its newest label (:func:`exporter.data.predlog.newest_labels`).
     """
     engine = make_engine(source.url)
     try:
         meta = sa.MetaData()
-        preds = sa.Table(source.table, meta, autoload_with=engine)
-        fb = sa.Table("feedback", meta, autoload_with=engine)
-        newest = (
-            sa.select(fb.c.prediction_id, sa.func.max(fb.c.id).label("fid"))
-            .group_by(fb.c.prediction_id)
-            .subquery()
-        )
-        query = (
-            sa.select(preds, fb.c.actual.label(ACTUAL))
-            .join(newest, newest.c.prediction_id == preds.c.id)
-            .join(fb, fb.c.id == newest.c.fid)
-            .where(preds.c.ts >= now - window_hours * 3600.0)
-            .order_by(preds.c.ts)
+        query = labelled_query(
+            now - window_hours * 3600.0,
+            predictions_table=sa.Table(source.table, meta, autoload_with=engine),
+            feedback_table=sa.Table("feedback", meta, autoload_with=engine),
         )
         with engine.connect() as conn:
             raw = pd.read_sql(query, conn)
     except sa.exc.NoSuchTableError as err:
         raise SourceError(f"{source.url}: table {err} does not exist") from None
     except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{source.url}: {err.__class__.__name__}: {err.orig or err}") from None
+        raise SourceError(f"{source.url}: {_reason(err)}") from None
     finally:
         engine.dispose()
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN})
     return _schema_frame(raw, f"{source.url} table {source.table} with feedback")
+
+
+def _reason(err: sa.exc.SQLAlchemyError) -> str:
+    """The error's class and the driver's message when there is one."""
+    return f"{err.__class__.__name__}: {getattr(err, 'orig', None) or err}"

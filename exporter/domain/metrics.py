@@ -14,5 +14,9 @@ realized values follow this same convention (both are computed by
 
 from __future__ import annotations
 
-#: The metric names, in report order (Prometheus label ``metric``).
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc")
+from typing import Literal, get_args
+
+#: A metric name (Prometheus label ``metric``).
+Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc"]
+#: The metric names, in report order.
+METRICS: tuple[str, ...] = get_args(Metric)

@@ -13,3 +13,9 @@ from typing import Literal, get_args
 Scenario = Literal["none", "gradual", "sudden", "new_payment_method", "concept"]
 #: Every scenario name, in documentation order.
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
+
+
+def check_scenario(name: str) -> None:
+    """Raise ValueError naming the valid scenarios when `name` is not one."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}")

@@ -6,36 +6,50 @@ user's real export and the synthetic generator share one schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Literal, get_args
+
 ID_COLUMN = "customerID"
 TARGET = "Churn"
 
-YES_NO = ("No", "Yes")
 NO_INTERNET = "No internet service"
 NO_PHONE = "No phone service"
-INTERNET_ADDON = ("No", "Yes", NO_INTERNET)
+
+# The value sets as types (the prediction API validates requests with them).
+Gender = Literal["Female", "Male"]
+YesNo = Literal["No", "Yes"]
+MultipleLines = Literal["No", "Yes", "No phone service"]
+InternetService = Literal["DSL", "Fiber optic", "No"]
+InternetAddon = Literal["No", "Yes", "No internet service"]
+Contract = Literal["Month-to-month", "One year", "Two year"]
+PaymentMethod = Literal[
+    "Electronic check",
+    "Mailed check",
+    "Bank transfer (automatic)",
+    "Credit card (automatic)",
+]
+
+#: "No" and "Yes" in code order: ``YES_NO[0]`` is "No", ``YES_NO[1]`` is "Yes".
+YES_NO: tuple[str, ...] = get_args(YesNo)
+INTERNET_ADDON: tuple[str, ...] = get_args(InternetAddon)
 
 #: Allowed values of each categorical feature, in a fixed order.
 CATEGORIES: dict[str, tuple[str, ...]] = {
-    "gender": ("Female", "Male"),
+    "gender": get_args(Gender),
     "Partner": YES_NO,
     "Dependents": YES_NO,
     "PhoneService": YES_NO,
-    "MultipleLines": ("No", "Yes", NO_PHONE),
-    "InternetService": ("DSL", "Fiber optic", "No"),
+    "MultipleLines": get_args(MultipleLines),
+    "InternetService": get_args(InternetService),
     "OnlineSecurity": INTERNET_ADDON,
     "OnlineBackup": INTERNET_ADDON,
     "DeviceProtection": INTERNET_ADDON,
     "TechSupport": INTERNET_ADDON,
     "StreamingTV": INTERNET_ADDON,
     "StreamingMovies": INTERNET_ADDON,
-    "Contract": ("Month-to-month", "One year", "Two year"),
+    "Contract": get_args(Contract),
     "PaperlessBilling": YES_NO,
-    "PaymentMethod": (
-        "Electronic check",
-        "Mailed check",
-        "Bank transfer (automatic)",
-        "Credit card (automatic)",
-    ),
+    "PaymentMethod": get_args(PaymentMethod),
 }
 
 INTERNET_ADDONS = (
@@ -82,6 +96,10 @@ FEATURES: tuple[str, ...] = (
 #: therefore treated as categorical for drift, numeric for the model).
 NUMERIC_FEATURES: tuple[str, ...] = ("tenure", "MonthlyCharges", "TotalCharges")
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in NUMERIC_FEATURES)
+#: The features that are numbers in the data and to the model (SeniorCitizen's 0/1
+#: included), and those of them that hold whole numbers.
+MODEL_NUMERIC_FEATURES: tuple[str, ...] = tuple(NUMERIC_RANGES)
+INTEGER_FEATURES: tuple[str, ...] = ("SeniorCitizen", "tenure")
 
 ALL_COLUMNS: tuple[str, ...] = (ID_COLUMN, *FEATURES, TARGET)
 
@@ -93,18 +111,44 @@ POSITIVE_LABEL = "Yes"
 NEGATIVE_LABEL = "No"
 POSITIVE = 1
 
-#: Every spelling of a label the project accepts, with its 0/1 code (True and False
-#: hash as 1 and 0, so they are found too).
-LABEL_CODES: dict[object, int] = {POSITIVE_LABEL: 1, NEGATIVE_LABEL: 0, 1: 1, 0: 0, "1": 1, "0": 0}
+#: A label's code: 1 churned, 0 stayed.
+LabelCode = Literal[0, 1]
+
+#: The label as the Churn column writes it, by code: ``LABELS[code]``.
+LABELS: tuple[str, str] = (NEGATIVE_LABEL, POSITIVE_LABEL)
+
+#: Every spelling of a Yes/No value the project reads, with its 0/1 code: text in any
+#: case (surrounding whitespace ignored) and numbers by value (True and False hash as 1
+#: and 0, so they are found too). The churn label and the SeniorCitizen flag use it.
+YES_NO_CODES: dict[object, LabelCode] = {
+    "yes": 1,
+    "no": 0,
+    "true": 1,
+    "false": 0,
+    "1": 1,
+    "0": 0,
+    1: 1,
+    0: 0,
+}
 
 
-def label_code(value: object) -> int:
-    """The 0/1 code of a label (``"Yes"``/``"No"``, 1/0, True/False, ``"1"``/``"0"``);
-    ValueError for anything else."""
+def yes_no_code(value: object) -> LabelCode | None:
+    """The 0/1 code of a Yes/No value in any of :data:`YES_NO_CODES`' spellings; None
+    for anything else."""
+    key = value.strip().lower() if isinstance(value, str) else value
     try:
-        return LABEL_CODES[value]
-    except (KeyError, TypeError):
-        raise ValueError(f"not a churn label: {value!r} (expected Yes/No or 1/0)") from None
+        return YES_NO_CODES.get(key)
+    except TypeError:  # unhashable
+        return None
+
+
+def label_code(value: object) -> LabelCode:
+    """The 0/1 code of a label (``"Yes"``/``"No"`` in any case, 1/0, True/False,
+    ``"1"``/``"0"``); ValueError for anything else."""
+    code = yes_no_code(value)
+    if code is None:
+        raise ValueError(f"not a churn label: {value!r} (expected Yes/No or 1/0)")
+    return code
 
 
 def label_text(code: int) -> str:
@@ -112,11 +156,11 @@ def label_text(code: int) -> str:
     return POSITIVE_LABEL if code else NEGATIVE_LABEL
 
 
-def positive_column(classes: object) -> int:
+def positive_column(classes: Iterable[object] | None) -> int:
     """The column of ``predict_proba`` that holds P(churn), for a classifier's
     ``classes_``: the position of the positive class in any of its spellings, else the
     last column (scikit-learn sorts classes, so the positive one comes last)."""
-    found = list(classes) if classes is not None else [0, 1]  # type: ignore[call-overload]
+    found: list[object] = list(classes) if classes is not None else [0, 1]
     for positive in (POSITIVE, POSITIVE_LABEL, True, "1"):
         if positive in found:
             return found.index(positive)

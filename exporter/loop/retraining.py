@@ -6,49 +6,97 @@ Off by default (``retraining.enabled``). A firing alert whose ``alert_type`` is 
 1. the labelled predictions of the last ``data_window_hours`` (prediction log joined
    with feedback) are split, stratified, into a training part and a holdout of
    ``holdout_fraction``;
-2. ``training.train`` tunes and fits a challenger on the training part and registers it
-   under the alias ``challenger_alias`` (the champion alias does not move, and the
-   challenger's reference and baseline go to a ``<challenger_alias>/`` folder beside the
-   champion's, not over them);
-3. champion and challenger are scored on the holdout; the challenger is promoted (the
-   champion alias moves to it and its reference replaces the champion's) only when its
-   ``metric`` beats the champion's by at least ``min_improvement``;
+2. a child process, ``python -m exporter train --config <challenger config> --data
+   <training part> --trials <retraining.trials>``, tunes and fits a challenger and
+   registers it under the alias ``challenger_alias``. The challenger config is this
+   exporter's config with ``model.registry_alias`` set to ``challenger_alias`` and the
+   reference snapshot (with its baseline) in a ``<challenger_alias>/`` folder beside
+   the champion's, so the champion's alias and files do not move. Training runs in its
+   own process: its process-wide state (MLflow URIs, environment, BLAS threads) never
+   touches the exporter, which never imports the training code;
+3. champion and challenger are scored on the holdout; the challenger is promoted only
+   when its ``metric`` beats the champion's by at least ``min_improvement``. Promotion
+   reads the challenger's reference and baseline, moves the champion alias to the
+   challenger's version, and only then replaces the champion's reference and baseline
+   (each atomically). A failure to read those files or to move the alias leaves alias,
+   reference and baseline as they were and is recorded as ``failed``;
 4. the decision, with both values, goes to the history's ``retraining`` table.
 
 Never more than one retraining at a time; none within ``cooldown_minutes`` of the
-last one (measured from the history, so it holds across restarts). Skips are recorded
-too, so the history says what was done about every triggering alert.
+last one (measured from the history, so it holds across restarts). Skips and failures
+are recorded too, so the history says what was done about every triggering alert.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 from sklearn.model_selection import train_test_split
 
 from exporter.config import MonitoringConfig
-from exporter.data.history import AlertRecord, record_retraining, retraining
+from exporter.data.atomic import write_bytes_atomically
+from exporter.data.history import AlertRecord, last_retraining, record_retraining
 from exporter.data.sources import ACTUAL, load_labelled
 from exporter.domain import schema
-from exporter.model.registry import BASELINE_FILE, load_champion, set_alias
+from exporter.model.registry import (
+    LoadedModel,
+    ModelUnavailable,
+    baseline_path,
+    load_champion,
+    set_alias,
+)
 from exporter.stats.performance import realized_metrics
-from exporter.training.pipeline import train
 
 log = logging.getLogger(__name__)
 
-#: Decisions that count for the cooldown (a skip does not restart it).
+#: Decisions that count for the cooldown (a skip or a failure does not restart it).
 RETRAINED = ("promoted", "kept_champion")
+#: Runs a command line to completion and returns its exit status and output.
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+
+
+class RetrainingError(RuntimeError):
+    """The training child process failed; the message carries its last error line."""
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` without input, its stdout and stderr captured as text."""
+    return subprocess.run(
+        list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
+
+
+def train_command(config_file: Path, data: Path, trials: int) -> list[str]:
+    """The command line of ``churn-monitor train`` with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "exporter",
+        "train",
+        "--config",
+        str(config_file),
+        "--data",
+        str(data),
+        "--trials",
+        str(trials),
+    ]
 
 
 class RetrainingTrigger:
-    """Decides on alerts whether to retrain, and runs at most one retraining at a time."""
+    """Decides on alerts whether to retrain, and runs at most one retraining at a time.
+
+    ``runner`` runs the training command line (:func:`run_command`: a child process).
+    """
 
     def __init__(
         self,
@@ -56,10 +104,12 @@ class RetrainingTrigger:
         history: sa.Engine,
         *,
         clock: Callable[[], float] = time.time,
+        runner: Runner = run_command,
     ) -> None:
         self.config = config
         self.history = history
         self.clock = clock
+        self.runner = runner
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -78,7 +128,7 @@ class RetrainingTrigger:
         if alert is None:
             return "not_triggered"
         name = f"{alert.labels['alertname']} ({alert.labels.get('alert_type')})"
-        last = self._last_retraining()
+        last = last_retraining(self.history, RETRAINED)
         if last is not None and self.clock() - last < cfg.cooldown_minutes * 60.0:
             record_retraining(
                 self.history,
@@ -109,11 +159,6 @@ class RetrainingTrigger:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _last_retraining(self) -> float | None:
-        query = sa.select(sa.func.max(retraining.c.ts)).where(retraining.c.decision.in_(RETRAINED))
-        with self.history.connect() as conn:
-            return conn.execute(query).scalar_one_or_none()
-
     def _run(self, trigger: str) -> None:
         try:
             self.retrain(trigger)
@@ -128,6 +173,20 @@ class RetrainingTrigger:
             )
         finally:
             self._busy.release()
+
+    def challenger_config(self) -> MonitoringConfig:
+        """This config with the challenger alias, and the reference snapshot (and its
+        baseline) in a ``<challenger_alias>/`` folder beside the champion's."""
+        alias = self.config.retraining.challenger_alias
+        reference = Path(self.config.data.reference_path)
+        return self.config.model_copy(
+            update={
+                "model": self.config.model.model_copy(update={"registry_alias": alias}),
+                "data": self.config.data.model_copy(
+                    update={"reference_path": str(reference.parent / alias / reference.name)}
+                ),
+            }
+        )
 
     def retrain(self, trigger: str) -> str:
         """Train, compare and maybe promote (the module docstring); return the decision."""
@@ -144,62 +203,39 @@ class RetrainingTrigger:
                 detail=f"{len(labelled)} labelled rows (minimum {cfg.min_rows}, both classes)",
             )
             return "skipped_insufficient_data"
-        frame = labelled.assign(**{schema.TARGET: ["Yes" if y else "No" for y in labels]})
+        frame = labelled.assign(**{schema.TARGET: [schema.label_text(y) for y in labels]})
         train_part, holdout = train_test_split(
             frame, test_size=cfg.holdout_fraction, stratify=labels, random_state=0
         )
         champion = load_champion(self.config)
-        reference = Path(self.config.data.reference_path)
-        challenger_reference = reference.parent / cfg.challenger_alias / reference.name
-        challenger_config = self.config.model_copy(
-            update={
-                "model": self.config.model.model_copy(
-                    update={"registry_alias": cfg.challenger_alias}
-                ),
-                "data": self.config.data.model_copy(
-                    update={"reference_path": str(challenger_reference)}
-                ),
-            }
-        )
-        with tempfile.TemporaryDirectory(prefix="churn-retrain-") as tmp:
-            data = Path(tmp) / "recent_labelled.csv"
-            train_part[[schema.ID_COLUMN, *schema.FEATURES, schema.TARGET]].to_csv(
-                data, index=False
-            )
-            result = train(challenger_config, data=data, trials=cfg.trials, progress=False)
+        challenger_config = self.challenger_config()
+        self._train(challenger_config, train_part)
         challenger = load_champion(challenger_config)
-        y = holdout[ACTUAL].to_numpy(dtype=float)
-        champion_value = realized_metrics(
-            y, champion.score(holdout), champion.threshold
-        ).values.get(cfg.metric)
-        challenger_value = realized_metrics(
-            y, challenger.score(holdout), challenger.threshold
-        ).values.get(cfg.metric)
-        better = (
+        champion_value, challenger_value = _compare(cfg.metric, holdout, champion, challenger)
+        decision = "kept_champion"
+        detail = (
+            f"{len(train_part)} training rows, {len(holdout)} holdout rows, "
+            f"margin {cfg.min_improvement:g}"
+        )
+        if (
             champion_value is not None
             and challenger_value is not None
             and challenger_value - champion_value >= cfg.min_improvement
-        )
-        if better:
-            _replace(challenger_reference, reference)
-            _replace(
-                challenger_reference.parent / BASELINE_FILE,
-                reference.parent / BASELINE_FILE,
-            )
-            set_alias(self.config, self.config.model.registry_alias, result.version)
-        decision = "promoted" if better else "kept_champion"
+        ):
+            failure = self._promote(challenger_config, challenger.ref.version)
+            decision = "promoted" if failure is None else "failed"
+            detail = detail if failure is None else f"{failure}; {detail}"
         record_retraining(
             self.history,
             ts=started,
             trigger=trigger,
             decision=decision,
             champion_version=champion.ref.version,
-            challenger_version=result.version,
+            challenger_version=challenger.ref.version,
             metric=cfg.metric,
             champion_value=champion_value,
             challenger_value=challenger_value,
-            detail=f"{len(train_part)} training rows, {len(holdout)} holdout rows, "
-            f"margin {cfg.min_improvement:g}",
+            detail=detail,
         )
         log.info(
             "retraining %s: champion v%s %s=%s, challenger v%s %s=%s",
@@ -207,15 +243,61 @@ class RetrainingTrigger:
             champion.ref.version,
             cfg.metric,
             champion_value,
-            result.version,
+            challenger.ref.version,
             cfg.metric,
             challenger_value,
         )
         return decision
 
+    def _train(self, challenger_config: MonitoringConfig, rows: pd.DataFrame) -> None:
+        """Train and register the challenger on ``rows`` in a child process."""
+        with tempfile.TemporaryDirectory(prefix="churn-retrain-") as tmp:
+            # JSON is YAML: the child reads it as its config file.
+            config_file = Path(tmp) / "challenger_config.json"
+            config_file.write_text(json.dumps(challenger_config.model_dump(mode="json")))
+            data = Path(tmp) / "recent_labelled.csv"
+            rows[[schema.ID_COLUMN, *schema.FEATURES, schema.TARGET]].to_csv(data, index=False)
+            argv = train_command(config_file, data, self.config.retraining.trials)
+            log.info("retraining: %s", " ".join(argv))
+            done = self.runner(argv)
+        log.debug("churn-monitor train printed:\n%s%s", done.stdout, done.stderr)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            raise RetrainingError(
+                f"`churn-monitor train` exited with status {done.returncode}: "
+                f"{lines[-1] if lines else 'no error output'}"
+            )
 
-def _replace(source: Path, target: Path) -> None:
-    """Copy `source` over `target` atomically (copy beside it, then rename)."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    def _promote(self, challenger_config: MonitoringConfig, version: str) -> str | None:
+        """Make ``version`` the champion: alias first, then reference and baseline.
+
+        Returns None, or why nothing changed (the challenger's files could not be read
+        or the alias could not be moved).
+        """
+        reference = Path(self.config.data.reference_path)
+        new_reference = Path(challenger_config.data.reference_path)
+        moves = (
+            (new_reference, reference),
+            (baseline_path(new_reference), baseline_path(reference)),
+        )
+        try:
+            staged = [(target, source.read_bytes()) for source, target in moves]
+            set_alias(self.config, self.config.model.registry_alias, version)
+        except (OSError, ModelUnavailable) as err:
+            log.error("retraining: promotion of version %s failed: %s", version, err)
+            return f"promotion failed, champion unchanged: {err}"
+        for target, content in staged:
+            write_bytes_atomically(target, content)
+        return None
+
+
+def _compare(
+    metric: str, holdout: pd.DataFrame, champion: LoadedModel, challenger: LoadedModel
+) -> tuple[float | None, float | None]:
+    """Both models' ``metric`` on the holdout (None where it is undefined)."""
+    y = holdout[ACTUAL].to_numpy(dtype=float)
+
+    def value(model: LoadedModel) -> float | None:
+        return realized_metrics(y, model.score(holdout), model.threshold).values.get(metric)
+
+    return value(champion), value(challenger)

@@ -1,7 +1,7 @@
-"""The churn classifier: feature preparation, the sklearn pipeline, its search space and
-the metrics and decision threshold it is judged by.
+"""The churn classifier: feature preparation, the sklearn pipeline and its search space.
 
-Pure computation, no I/O: :mod:`exporter.training.pipeline` wires these to Optuna and MLflow.
+Pure computation, no I/O: :mod:`exporter.training` tunes, fits and judges it (Optuna,
+MLflow); the services prepare their input with :func:`prepare_features`.
 
 The pipeline takes the 19 raw Telco features (``schema.FEATURES``; other columns such
 as customerID are ignored) and is a ``ColumnTransformer`` followed by one classifier:
@@ -28,21 +28,13 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from exporter.domain import schema
 
 #: Features the model treats as numbers (SeniorCitizen is 0/1, numeric to the model).
-MODEL_NUMERIC: tuple[str, ...] = ("SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges")
+MODEL_NUMERIC: tuple[str, ...] = schema.MODEL_NUMERIC_FEATURES
 #: Features the model one-hot encodes.
 MODEL_CATEGORICAL: tuple[str, ...] = tuple(f for f in schema.FEATURES if f not in MODEL_NUMERIC)
 
@@ -50,10 +42,6 @@ LOGISTIC = "logistic_regression"
 BOOSTING = "hist_gradient_boosting"
 #: The model families Optuna chooses between (the categorical parameter ``model``).
 MODEL_FAMILIES: tuple[str, ...] = (LOGISTIC, BOOSTING)
-
-#: Keys of :func:`classification_metrics`, the ``metric`` label values of the
-#: ``churn_model_performance*`` families.
-METRIC_NAMES: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
 def prepare_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -130,36 +118,3 @@ def classifier(params: Mapping[str, Any], seed: int) -> Any:
 def build_pipeline(params: Mapping[str, Any], seed: int) -> Pipeline:
     """An unfitted preprocessing + classifier pipeline."""
     return Pipeline([("preprocess", preprocessor()), ("classifier", classifier(params, seed))])
-
-
-def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold that maximises F1 (``score >= threshold`` is churn).
-
-    Ties go to the lowest such threshold. With a single class in ``y_true`` F1 is not
-    defined and 0.5 is returned.
-    """
-    y_true = np.asarray(y_true)
-    if len(np.unique(y_true)) < 2:
-        return 0.5
-    precision, recall, thresholds = precision_recall_curve(y_true, scores)
-    # The last precision/recall pair has no threshold (recall 0 by construction).
-    p, r = precision[:-1], recall[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-    return float(thresholds[int(np.argmax(f1))])
-
-
-def classification_metrics(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float
-) -> dict[str, float]:
-    """Accuracy, precision, recall and F1 at ``threshold``, and ROC AUC of the scores."""
-    y_true = np.asarray(y_true)
-    predicted = (np.asarray(scores) >= threshold).astype(np.int64)
-    roc = roc_auc_score(y_true, scores) if len(np.unique(y_true)) == 2 else float("nan")
-    return {
-        "accuracy": float(accuracy_score(y_true, predicted)),
-        "precision": float(precision_score(y_true, predicted, zero_division=0)),
-        "recall": float(recall_score(y_true, predicted, zero_division=0)),
-        "f1": float(f1_score(y_true, predicted, zero_division=0)),
-        "roc_auc": float(roc),
-    }

@@ -8,7 +8,8 @@ Two ways to find the model, chosen by the config:
   `ModelRef` and its baseline always belong together even if a training moves the alias
   meanwhile. Baseline and threshold are the training run's metrics ``test_accuracy``,
   ``test_precision``, ``test_recall``, ``test_f1``, ``test_roc_auc`` and
-  ``decision_threshold`` (see :mod:`exporter.training.pipeline`).
+  ``decision_threshold`` (see :mod:`exporter.training.register`); a metric that was
+  undefined on the test split has no run metric and is absent from the baseline.
 * **Local** (``model.local_path`` set): an MLflow model directory (the one holding
   ``MLmodel``), e.g. downloaded with ``mlflow artifacts download -u
   models:/churn-model@champion``. Baseline, threshold and version come from
@@ -52,6 +53,8 @@ from mlflow.models import Model
 
 from exporter.config import MonitoringConfig
 from exporter.data.dburl import safe_url, sqlite_file
+from exporter.domain import schema
+from exporter.domain.metrics import METRICS
 from exporter.domain.model import ModelRef
 from exporter.model import modeling
 
@@ -62,7 +65,7 @@ BASELINE_FILE = "baseline.json"
 THRESHOLD_METRIC = "decision_threshold"
 DEFAULT_THRESHOLD = 0.5
 #: Baseline metric name -> training-run metric key.
-BASELINE_RUN_METRICS: dict[str, str] = {m: f"test_{m}" for m in modeling.METRIC_NAMES}
+BASELINE_RUN_METRICS: dict[str, str] = {m: f"test_{m}" for m in METRICS}
 
 
 class ModelUnavailable(RuntimeError):
@@ -89,7 +92,7 @@ class LoadedModel:
     #: The fitted scikit-learn estimator (``predict_proba``, ``predict`` at the threshold).
     model: Any
     ref: ModelRef
-    #: Test-set metrics from training, keys ``accuracy precision recall f1 roc_auc``.
+    #: Test-set metrics from training: the defined ones of ``METRICS``.
     baseline: dict[str, float]
     threshold: float
     reference_uri: str | None = None
@@ -98,8 +101,7 @@ class LoadedModel:
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """P(churn) per row of a frame with the Telco feature columns."""
         proba = self.model.predict_proba(modeling.prepare_features(frame))
-        classes = list(getattr(self.model, "classes_", [0, 1]))
-        return np.asarray(proba)[:, classes.index(1) if 1 in classes else -1]
+        return np.asarray(proba)[:, schema.positive_column(getattr(self.model, "classes_", None))]
 
 
 # -------------------------------------------------------------------------- helpers
@@ -223,6 +225,11 @@ def _load_registry(config: MonitoringConfig, info: ModelInfo) -> Any:
 # ---------------------------------------------------------------------------- local
 
 
+def baseline_path(reference: str | os.PathLike[str]) -> Path:
+    """The baseline file of a reference snapshot: ``baseline.json`` in its folder."""
+    return Path(reference).parent / BASELINE_FILE
+
+
 def _find_baseline(model_dir: Path) -> Path:
     for candidate in (model_dir / BASELINE_FILE, model_dir.parent / BASELINE_FILE):
         if candidate.is_file():
@@ -245,33 +252,33 @@ def _resolve_local(config: MonitoringConfig) -> ModelInfo:
         raise ModelUnavailable(
             f"model.local_path: cannot read {model_dir / 'MLmodel'}: {_reason(err)}"
         ) from err
-    baseline_path = _find_baseline(model_dir)
+    baseline_file = _find_baseline(model_dir)
     try:
-        data = json.loads(baseline_path.read_text(encoding="utf-8"))
+        data = json.loads(baseline_file.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
     except (OSError, ValueError) as err:
-        raise ModelUnavailable(f"model.local_path: cannot read {baseline_path}: {err}") from err
+        raise ModelUnavailable(f"model.local_path: cannot read {baseline_file}: {err}") from err
     baseline_run = data.get("run_id")
     if model_run_id and baseline_run and model_run_id != baseline_run:
         raise ModelUnavailable(
-            f"model.local_path: {baseline_path} belongs to run {baseline_run} but the model "
+            f"model.local_path: {baseline_file} belongs to run {baseline_run} but the model "
             f"in {model_dir} comes from run {model_run_id}"
         )
-    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    metrics = data.get("metrics")
     baseline = {
         key: value
-        for key in modeling.METRIC_NAMES
-        if (value := _finite(metrics.get(key))) is not None
+        for key in METRICS
+        if isinstance(metrics, dict) and (value := _finite(metrics.get(key))) is not None
     }
     threshold = _finite(data.get("threshold"))
     if threshold is None:
-        log.warning("%s has no threshold; using %.2f", baseline_path, DEFAULT_THRESHOLD)
+        log.warning("%s has no threshold; using %.2f", baseline_file, DEFAULT_THRESHOLD)
         threshold = DEFAULT_THRESHOLD
     reference_name = data.get("reference")
     reference_uri = None
-    if isinstance(reference_name, str) and (baseline_path.parent / reference_name).is_file():
-        reference_uri = str(baseline_path.parent / reference_name)
+    if isinstance(reference_name, str) and (baseline_file.parent / reference_name).is_file():
+        reference_uri = str(baseline_file.parent / reference_name)
     return ModelInfo(
         ref=ModelRef(
             name=config.model.name,

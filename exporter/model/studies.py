@@ -120,7 +120,7 @@ def _progress(
     return StudyProgress(
         study=name,
         direction=direction_name,
-        best_value=None if best is None else float(best.value),
+        best_value=None if best is None or best.value is None else float(best.value),
         trials=counts,
         best_params=numeric,
         best_categorical=categorical,

@@ -16,10 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.domain.metrics import METRICS
 from exporter.domain.model import ModelRef
 from exporter.model.studies import StudyProgress
 from exporter.monitor.store import JobHealth, SnapshotStore
-from exporter.stats.performance import METRICS
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 _SCHEDULED = "Computed on a schedule; the last finished run is served."
@@ -222,41 +222,45 @@ def model_families(model: ModelRef) -> Iterator[Metric]:
 
 
 def health_families(health: Mapping[str, JobHealth]) -> Iterator[Metric]:
-    """The `churn_exporter_job_*` families, one sample per registered job."""
+    """The `churn_exporter_job_*` families, one sample per registered job.
+
+    The job is named by the label `task`: `job` is Prometheus' own target label.
+    """
+    task = ["task"]
     success = GaugeMetricFamily(
         "churn_exporter_job_success",
         f"1 if the job's last run succeeded, 0 if it failed. {_KEEPS}",
-        labels=["job"],
+        labels=task,
     )
     duration = GaugeMetricFamily(
         "churn_exporter_job_duration_seconds",
         "Duration of the job's last run in seconds.",
-        labels=["job"],
+        labels=task,
     )
     last = GaugeMetricFamily(
         "churn_exporter_job_last_success_timestamp_seconds",
         "Unix time at which the job last succeeded.",
-        labels=["job"],
+        labels=task,
     )
     interval = GaugeMetricFamily(
         "churn_exporter_job_interval_seconds",
         "Configured schedule of the job in seconds.",
-        labels=["job"],
+        labels=task,
     )
     runs = CounterMetricFamily(
-        "churn_exporter_job_runs", "Runs of the job since start.", labels=["job"]
+        "churn_exporter_job_runs", "Runs of the job since start.", labels=task
     )
     failures = CounterMetricFamily(
-        "churn_exporter_job_failures", "Failed runs of the job since start.", labels=["job"]
+        "churn_exporter_job_failures", "Failed runs of the job since start.", labels=task
     )
-    for job, h in sorted(health.items()):
+    for name, h in sorted(health.items()):
         if h.success is not None:
-            success.add_metric([job], 1.0 if h.success else 0.0)
-        _add(duration, [job], h.duration_seconds)
-        _add(last, [job], h.last_success)
-        interval.add_metric([job], h.interval_seconds)
-        runs.add_metric([job], h.runs)
-        failures.add_metric([job], h.failures)
+            success.add_metric([name], 1.0 if h.success else 0.0)
+        _add(duration, [name], h.duration_seconds)
+        _add(last, [name], h.last_success)
+        interval.add_metric([name], h.interval_seconds)
+        runs.add_metric([name], h.runs)
+        failures.add_metric([name], h.failures)
     yield from (success, duration, last, interval, runs, failures)
 
 

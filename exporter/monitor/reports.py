@@ -1,4 +1,4 @@
-"""JSON reports on disk: atomic writes and retention.
+"""JSON reports: what one run reports, written atomically, and their retention.
 
 Reports land in ``<reports.dir>/<kind>_reports/<kind>_report_<UTC timestamp>.json``. A
 report is written to a temporary file in the same folder and renamed into place, so a
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter.data.atomic import write_atomically
+from exporter.domain.model import ModelRef
+from exporter.stats.performance import degradation
+from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 REPORT_KINDS = ("drift", "performance")
 
@@ -69,3 +72,70 @@ def prune_reports(
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def _model(ref: ModelRef) -> dict[str, str]:
+    return {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
+
+
+def drift_report(snapshot: DriftSnapshot) -> dict[str, Any]:
+    """The JSON report of one drift run (the seed's drift report fields, and per feature)."""
+    result = snapshot.result
+    return {
+        "kind": "drift",
+        "timestamp": snapshot.taken_at,
+        "model": _model(snapshot.model),
+        "dataset_drift": result.drifted,
+        "drift_score": result.score,
+        "drift_threshold": result.threshold,
+        "critical_threshold": snapshot.critical_threshold,
+        "decided": result.decided,
+        "reason": result.reason,
+        "n_current": result.n_current,
+        "n_reference": result.n_reference,
+        "drifted_columns": [f.feature for f in result.features if f.drifted],
+        "features": [
+            {
+                "feature": f.feature,
+                "kind": f.kind,
+                "method": f.method,
+                "threshold": f.threshold,
+                "drifted": f.drifted,
+                "ks_statistic": f.ks_statistic,
+                "ks_pvalue": f.ks_pvalue,
+                "psi": f.psi,
+                "wasserstein": f.wasserstein,
+                "jensen_shannon": f.jensen_shannon,
+                "n_current": f.n_current,
+                "n_nan": f.n_nan,
+            }
+            for f in result.features
+        ],
+    }
+
+
+def performance_report(snap: PerformanceSnapshot) -> dict[str, Any]:
+    """The JSON report of one performance run."""
+    return {
+        "kind": "performance",
+        "timestamp": snap.taken_at,
+        "model": _model(snap.model),
+        "labeled_rows": snap.realized.n_rows,
+        "window_rows": snap.window_rows,
+        "realized": dict(snap.realized.values),
+        "realized_note": snap.realized.reason,
+        "estimated": dict(snap.estimated.values),
+        "estimated_note": snap.estimated.reason,
+        "baseline": dict(snap.baseline),
+        "minimums": dict(snap.minimums),
+        "degradation": degradation(snap.baseline, snap.realized.values),
+        "degradation_threshold": snap.degradation_threshold,
+        "prediction_drift": {
+            "psi": snap.prediction_psi,
+            "ks_statistic": snap.prediction_ks,
+            "psi_threshold": snap.prediction_psi_threshold,
+        },
+        "positive_ratio": snap.positive_ratio,
+        "reference_positive_ratio": snap.reference_positive_ratio,
+        "revenue_at_risk": snap.revenue_at_risk,
+    }

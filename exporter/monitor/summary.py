@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from exporter.domain.metrics import METRICS
 from exporter.model.studies import StudyProgress
 from exporter.monitor.store import SnapshotStore
-from exporter.stats.performance import METRICS, degradation
+from exporter.stats.performance import degradation
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 
@@ -82,7 +86,11 @@ def format_optuna(studies: tuple[StudyProgress, ...]) -> str:
     )
 
 
-_FORMATTERS = {"drift": format_drift, "performance": format_performance, "optuna": format_optuna}
+_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "drift": format_drift,
+    "performance": format_performance,
+    "optuna": format_optuna,
+}
 
 
 def format_summary(store: SnapshotStore) -> str:

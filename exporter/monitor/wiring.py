@@ -19,7 +19,11 @@ from exporter.loop.receiver import AlertReceiver
 from exporter.loop.retraining import RetrainingTrigger
 from exporter.model.registry import ModelWatch
 from exporter.monitor.collector import FamilyBuilder, SnapshotCollector
-from exporter.monitor.jobs import DriftJob, Job, OptunaJob, PerformanceJob, ReferenceCache, run_job
+from exporter.monitor.drift_job import DriftJob
+from exporter.monitor.jobs import Job, run_job
+from exporter.monitor.optuna_job import OptunaJob
+from exporter.monitor.performance_job import PerformanceJob
+from exporter.monitor.reference_job import ReferenceCache
 from exporter.monitor.server import ExporterServer, make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.web.webconfig import WebConfig, require_auth
@@ -57,7 +61,6 @@ def build_monitor(
     config: MonitoringConfig,
     *,
     interval_minutes: float | None = None,
-    write_reports: bool = True,
 ) -> Monitor:
     """The jobs enabled in `config`; `interval_minutes` overrides every job's schedule."""
     interval = interval_minutes * 60.0 if interval_minutes else None
@@ -68,12 +71,7 @@ def build_monitor(
     if history is not None:
         trigger = RetrainingTrigger(config, history) if config.retraining.enabled else None
         receiver = AlertReceiver(history, trigger)
-    common = {
-        "model": watch,
-        "interval_seconds": interval,
-        "write_reports": write_reports,
-        "history": history,
-    }
+    common = {"model": watch, "interval_seconds": interval, "history": history}
     jobs: list[Job] = []
     if config.data_drift_monitoring.enabled:
         jobs.append(DriftJob(config, reference, **common))

@@ -35,7 +35,6 @@ from typing import Any
 
 from exporter.config import ConfigError, load_config
 from exporter.ops import promconfig
-from exporter.ops.stack import SLACK_WEBHOOK_FILE, SMTP_PASSWORD_FILE
 from exporter.web.webconfig import load_web_config
 
 #: Scrape job -> the file prefix of the credentials Prometheus uses on that server.
@@ -173,19 +172,19 @@ def check_server(
 def render_alertmanager_main(args: argparse.Namespace) -> int:
     """``render-alertmanager``: the compose stack's alertmanager.yml from the repo's."""
     secrets = Path(args.secrets)
-    slack = _present(secrets / SLACK_WEBHOOK_FILE)
+    slack = _present(secrets / promconfig.SLACK_WEBHOOK_FILE)
     webhook_auth = read_credentials(secrets, SERVERS[promconfig.JOB_EXPORTER])
     config = compose_alertmanager_config(
         promconfig.load_yaml(args.base),
         slack=slack,
-        smtp_password=_present(secrets / SMTP_PASSWORD_FILE),
+        smtp_password=_present(secrets / promconfig.SMTP_PASSWORD_FILE),
         smtp_smarthost=args.smtp_smarthost,
         smtp_require_tls=False if args.smtp_no_tls else None,
         templates_dir=args.templates,
         webhook_auth=webhook_auth,
     )
     target = promconfig.write_config(config, args.out)
-    slack_state = "on" if slack else f"off (no {secrets / SLACK_WEBHOOK_FILE})"
+    slack_state = "on" if slack else f"off (no {secrets / promconfig.SLACK_WEBHOOK_FILE})"
     smarthost = config["global"].get("smtp_smarthost")
     webhook = f"as {webhook_auth.username}" if webhook_auth else "without credentials"
     print(f"wrote {target}: email via {smarthost}, Slack {slack_state}, webhook {webhook}")

@@ -6,11 +6,11 @@ the same files somewhere else — free ports on 127.0.0.1, local SMTP and Slack 
 by rendering them here, never by keeping a second, hand-edited copy.
 
 The ``render_*`` functions are pure: they take the parsed YAML (a mapping), return a
-new mapping and never touch the input; so does :func:`shorten_rule_durations`, which
-caps the rules' ``for:`` durations for tests. :func:`load_yaml`, :func:`write_config`
-and :func:`write_short_rules` (the shortened rules written to a directory) are the
-only I/O. Scrape jobs and receivers are found by name, so renaming one in the YAML
-without updating the constants below fails loudly instead of rendering a stale target.
+new mapping and never touch the input; so does :func:`scale_rule_durations`, which
+scales the rules' ``for:`` durations for a demo. :func:`load_yaml` and
+:func:`write_config` are the only I/O. Scrape jobs and receivers are found by name, so
+renaming one in the YAML without updating the constants below fails loudly instead of
+rendering a stale target.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ JOB_ALERTMANAGER = "alertmanager"
 RECEIVER_EMAIL = "churn-email"
 RECEIVER_SLACK = "churn-slack"
 RECEIVER_WEBHOOK = "churn-webhook"
+
+#: Secret files of alertmanager.yml (``secrets/`` locally, mounted at
+#: /etc/alertmanager/secrets in compose).
+SMTP_PASSWORD_FILE = "smtp_password"
+SLACK_WEBHOOK_FILE = "slack_webhook_url"
 
 _HOST_PORT = re.compile(r"^[^\s/:]+:\d{1,5}$|^\[[0-9A-Fa-f:.]+\]:\d{1,5}$")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -95,15 +100,6 @@ def _job(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 def _set_static_target(job: dict[str, Any], target: str) -> None:
     job["static_configs"] = [{"targets": [target]}]
-
-
-def scrape_targets(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Map each scrape job name to its static targets (for checks and tests)."""
-    result: dict[str, list[str]] = {}
-    for job in config.get("scrape_configs") or []:
-        targets = [t for sc in job.get("static_configs") or [] for t in sc.get("targets") or []]
-        result[job["job_name"]] = targets
-    return result
 
 
 def render_prometheus_config(
@@ -173,24 +169,6 @@ def render_prometheus_config(
     return config
 
 
-def shorten_rule_durations(rules: Mapping[str, Any], max_for: str) -> dict[str, Any]:
-    """Return ``rules`` (a parsed rules file) with every ``for:`` capped at ``max_for``.
-
-    For tests that run the real rules against a real Prometheus: the production
-    ``for:`` durations (minutes) are too long to wait for. Only ``for:`` changes;
-    expressions, labels and annotations are the shipped ones. A rule without ``for:``
-    or with a shorter one is left as it is.
-    """
-    limit = duration_seconds(max_for)
-    result: dict[str, Any] = copy.deepcopy(dict(rules))
-    for group in result.get("groups") or []:
-        for rule in group.get("rules") or []:
-            current = rule.get("for")
-            if current is not None and duration_seconds(str(current)) > limit:
-                rule["for"] = max_for
-    return result
-
-
 def format_duration(seconds: float) -> str:
     """A Prometheus duration for ``seconds``, in the largest unit that is exact:
     ``2m``, ``90s``, ``1500ms`` (rounded to the millisecond)."""
@@ -217,26 +195,6 @@ def scale_rule_durations(rules: Mapping[str, Any], factor: float) -> dict[str, A
             if rule.get("for") is not None:
                 rule["for"] = format_duration(duration_seconds(str(rule["for"])) * factor)
     return result
-
-
-def write_short_rules(
-    target_dir: str | os.PathLike[str],
-    *,
-    max_for: str,
-    source_dir: str | os.PathLike[str] = PROMETHEUS_RULES_DIR,
-) -> Path:
-    """Write each ``*.yml`` of ``source_dir`` to ``target_dir`` with shortened ``for:``.
-
-    The file names are kept, so a config rendered with ``rules_dir=target_dir`` loads
-    them through the same ``rule_files`` globs. Returns ``target_dir``.
-    """
-    target = Path(target_dir)
-    sources = sorted(Path(source_dir).glob("*.yml"))
-    if not sources:
-        raise ValueError(f"{source_dir}: no *.yml rule files")
-    for source in sources:
-        write_config(shorten_rule_durations(load_yaml(source), max_for), target / source.name)
-    return target
 
 
 def _receiver(config: Mapping[str, Any], name: str) -> dict[str, Any]:

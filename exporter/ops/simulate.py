@@ -33,6 +33,7 @@ import pandas as pd
 
 from exporter.data import synthetic
 from exporter.domain import schema
+from exporter.domain.scenarios import SCENARIOS
 
 log = logging.getLogger("churn_monitor.simulate")
 
@@ -90,16 +91,17 @@ class SimulationResult:
 def _records(frame: pd.DataFrame) -> list[tuple[dict[str, Any], int]]:
     """(request body, true label) per generated customer; blank TotalCharges as null."""
     payload = frame[[schema.ID_COLUMN, *schema.FEATURES]]
-    records = payload.astype(object).where(payload.notna(), None).to_dict("records")
-    labels = (frame[schema.TARGET] == "Yes").to_numpy(dtype=int)
-    out = []
-    for record, label in zip(records, labels, strict=True):
+    rows = payload.astype(object).where(payload.notna(), None).to_dict("records")
+    labels = [schema.label_code(value) for value in frame[schema.TARGET]]
+    out: list[tuple[dict[str, Any], int]] = []
+    for row, label in zip(rows, labels, strict=True):
+        record = {str(name): value for name, value in row.items()}
         for name in ("SeniorCitizen", "tenure"):
             record[name] = int(record[name])
         for name in ("MonthlyCharges", "TotalCharges"):
             if record[name] is not None:
                 record[name] = float(record[name])
-        out.append((record, int(label)))
+        out.append((record, label))
     return out
 
 
@@ -301,8 +303,8 @@ def simulate(
     Raises ``ValueError`` for bad arguments and :class:`SimulationError` when the API
     cannot be reached; returns the counts otherwise (check ``result.ok``).
     """
-    if scenario not in synthetic.SCENARIOS:
-        raise ValueError(f"scenario: unknown {scenario!r}; valid: {', '.join(synthetic.SCENARIOS)}")
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario: unknown {scenario!r}; valid: {', '.join(SCENARIOS)}")
     if not rate > 0 or not math.isfinite(rate):
         raise ValueError(f"rate: must be a positive number of customers per second, got {rate!r}")
     if not duration > 0 or not math.isfinite(duration):

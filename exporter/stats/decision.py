@@ -4,12 +4,10 @@ Pure computation over a :class:`~exporter.stats.drift.ReferenceProfile` and a cu
 no I/O, nothing about Prometheus.
 
 Per feature
-    One test decides: its ``method`` and ``threshold`` come from the feature's
-    :class:`~exporter.config.FeatureRule` override, else from :data:`DEFAULT_RULES` for
-    its kind. For ``ks`` the feature drifted when the p-value is *below* the threshold;
-    for ``psi``, ``wasserstein`` (normalised) and ``jensenshannon`` when the statistic
-    is *above* it. Numeric features accept ``ks``, ``psi`` and ``wasserstein``;
-    categorical ones ``psi`` and ``jensenshannon`` (anything else is a ValueError, see
+    One test decides: its ``method`` and ``threshold`` come from the feature's rule
+    override, else from :data:`DEFAULT_RULES` for its kind. Which methods apply to which
+    kind, and which way each compares, is the domain's rule
+    (:mod:`exporter.domain.drift_rules`; anything else is a ValueError, see
     :func:`check_rules`). Every applicable statistic is computed and reported whatever
     the method.
 
@@ -46,18 +44,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from exporter.config import METHODS_BY_KIND, FeatureRule, check_method
+from exporter.domain.drift_rules import DriftRule, FeatureKind, check_method
 from exporter.stats import drift
 
 __all__ = [
     "DEFAULT_MIN_WINDOW_ROWS",
     "DEFAULT_RULES",
-    "METHODS_BY_KIND",
     "DatasetDrift",
     "FeatureDrift",
     "Rule",
@@ -68,11 +65,10 @@ __all__ = [
     "decide",
 ]
 
-Kind = Literal["numeric", "categorical"]
-
 
 class Rule(Protocol):
-    """What a decision needs from a rule (``exporter.config.FeatureRule`` fits)."""
+    """What a decision needs from a rule: a :class:`~exporter.domain.drift_rules.DriftRule`,
+    or any override with the same two fields."""
 
     @property
     def method(self) -> str: ...
@@ -82,9 +78,9 @@ class Rule(Protocol):
 
 
 #: The test each kind of feature gets unless the config overrides it.
-DEFAULT_RULES: Mapping[Kind, FeatureRule] = {
-    "numeric": FeatureRule(method="ks", threshold=0.001),
-    "categorical": FeatureRule(method="jensenshannon", threshold=0.1),
+DEFAULT_RULES: Mapping[FeatureKind, DriftRule] = {
+    "numeric": DriftRule(method="ks", threshold=0.001),
+    "categorical": DriftRule(method="jensenshannon", threshold=0.1),
 }
 #: Suggested ``min_window_rows``: below it the default categorical distance false-alarms
 #: in more than 1 % of windows (see the module notes).
@@ -108,7 +104,7 @@ class FeatureDrift:
     """
 
     feature: str
-    kind: Kind
+    kind: FeatureKind
     n_current: int
     n_nan: int
     ks_statistic: float | None
@@ -160,13 +156,14 @@ class DatasetDrift:
         raise KeyError(name)
 
 
-def _rule_for(kind: Kind, rule: Rule | None, feature: str) -> Rule:
+def _rule_for(kind: FeatureKind, rule: Rule | None, feature: str) -> tuple[str, float]:
+    """The (method, threshold) deciding `feature`: `rule`, else the kind's default."""
     chosen = DEFAULT_RULES[kind] if rule is None else rule
     try:
         check_method(kind, chosen.method)
     except ValueError as err:
         raise ValueError(f"feature {feature!r}: method {err}") from None
-    return chosen
+    return chosen.method, float(chosen.threshold)
 
 
 def check_rules(
@@ -174,7 +171,7 @@ def check_rules(
 ) -> None:
     """Raise ValueError if an override names an unknown feature or a method that does not
     apply to the feature's kind (e.g. ``ks`` on a categorical feature)."""
-    kinds: dict[str, Kind] = {f: "numeric" for f in numeric}
+    kinds: dict[str, FeatureKind] = {f: "numeric" for f in numeric}
     kinds.update({f: "categorical" for f in categorical})
     for feature, rule in (rules or {}).items():
         if feature not in kinds:
@@ -222,22 +219,11 @@ def compare_numeric(
     ``reason`` is given (the caller's reason not to decide, e.g. a too-small window).
     Reusable for prediction drift on model scores.
     """
-    chosen = _rule_for("numeric", rule, feature)
+    method, threshold = _rule_for("numeric", rule, feature)
     s = drift.numeric_stats(profile, values)
-    return _numeric_result(feature, profile, s, chosen, min_rows, reason)
-
-
-def _numeric_result(
-    feature: str,
-    profile: drift.NumericProfile,
-    s: drift.NumericStats,
-    rule: Rule,
-    min_rows: int,
-    reason: str | None,
-) -> FeatureDrift:
     ks_stat = None if s.ks is None else s.ks.statistic
     ks_p = None if s.ks is None else s.ks.pvalue
-    statistic = {"ks": ks_p, "psi": s.psi, "wasserstein": s.wasserstein}[rule.method]
+    statistic = {"ks": ks_p, "psi": s.psi, "wasserstein": s.wasserstein}[method]
     reason = reason or _gate(s.n, min_rows, profile.n)
     return FeatureDrift(
         feature=feature,
@@ -249,10 +235,10 @@ def _numeric_result(
         psi=s.psi,
         wasserstein=s.wasserstein,
         jensen_shannon=None,
-        method=rule.method,
-        threshold=float(rule.threshold),
+        method=method,
+        threshold=threshold,
         statistic=statistic,
-        drifted=None if reason else decide(rule.method, rule.threshold, statistic),
+        drifted=None if reason else decide(method, threshold, statistic),
         reason=reason,
         bins=profile.bin_labels,
         reference_ratios=_ratios(profile.bin_ratios),
@@ -272,9 +258,9 @@ def compare_categorical(
     """PSI and Jensen-Shannon distance of ``values`` against ``profile``, and the
     decision of ``rule`` (default :data:`DEFAULT_RULES` ``["categorical"]``); as
     :func:`compare_numeric` otherwise."""
-    chosen = _rule_for("categorical", rule, feature)
+    method, threshold = _rule_for("categorical", rule, feature)
     s = drift.categorical_stats(profile, values)
-    statistic = {"psi": s.psi, "jensenshannon": s.jensen_shannon}[chosen.method]
+    statistic = {"psi": s.psi, "jensenshannon": s.jensen_shannon}[method]
     reason = reason or _gate(s.n, min_rows, profile.n)
     return FeatureDrift(
         feature=feature,
@@ -286,16 +272,58 @@ def compare_categorical(
         psi=s.psi,
         wasserstein=None,
         jensen_shannon=s.jensen_shannon,
-        method=chosen.method,
-        threshold=float(chosen.threshold),
+        method=method,
+        threshold=threshold,
         statistic=statistic,
-        drifted=None if reason else decide(chosen.method, chosen.threshold, statistic),
+        drifted=None if reason else decide(method, threshold, statistic),
         reason=reason,
         bins=profile.bin_labels,
         reference_ratios=_ratios(profile.bin_ratios),
         current_ratios=_ratios(s.current_ratios),
         n_unseen=s.n_unseen,
     )
+
+
+_MISSING_COLUMN = "column missing from the current window"
+
+
+def _compare_all(
+    profile: drift.ReferenceProfile,
+    current: pd.DataFrame,
+    rules: Mapping[str, Rule],
+    min_window_rows: int,
+    window_reason: str | None,
+) -> list[FeatureDrift]:
+    """Every profiled feature of ``current`` compared; an absent column is all missing."""
+    n_rows = len(current)
+    features: list[FeatureDrift] = []
+    for name, p in profile.numeric.items():
+        present = name in current.columns
+        values = current[name] if present else np.full(n_rows, np.nan)
+        features.append(
+            compare_numeric(
+                p,
+                values,
+                feature=name,
+                rule=rules.get(name),
+                min_rows=min_window_rows,
+                reason=window_reason if present else _MISSING_COLUMN,
+            )
+        )
+    for name, c in profile.categorical.items():
+        present = name in current.columns
+        values = current[name] if present else pd.Series([None] * n_rows, dtype=object)
+        features.append(
+            compare_categorical(
+                c,
+                values,
+                feature=name,
+                rule=rules.get(name),
+                min_rows=min_window_rows,
+                reason=window_reason if present else _MISSING_COLUMN,
+            )
+        )
+    return features
 
 
 def assess(
@@ -315,46 +343,14 @@ def assess(
     rules = dict(rules or {})
     check_rules(profile.numeric, profile.categorical, rules)
     n_rows = len(current)
-    window_reason = None
+    reason = None
     if n_rows < min_window_rows:
-        window_reason = (
-            f"the window has {n_rows} rows, fewer than min_window_rows={min_window_rows}"
-        )
-    missing = "column missing from the current window"
-    features: list[FeatureDrift] = []
-    for name, p in profile.numeric.items():
-        present = name in current.columns
-        values = current[name] if present else np.full(n_rows, np.nan)
-        features.append(
-            compare_numeric(
-                p,
-                values,
-                feature=name,
-                rule=rules.get(name),
-                min_rows=min_window_rows,
-                reason=window_reason if present else missing,
-            )
-        )
-    for name, c in profile.categorical.items():
-        present = name in current.columns
-        values = current[name] if present else pd.Series([None] * n_rows, dtype=object)
-        features.append(
-            compare_categorical(
-                c,
-                values,
-                feature=name,
-                rule=rules.get(name),
-                min_rows=min_window_rows,
-                reason=window_reason if present else missing,
-            )
-        )
+        reason = f"the window has {n_rows} rows, fewer than min_window_rows={min_window_rows}"
+    features = _compare_all(profile, current, rules, min_window_rows, reason)
     decided = [f for f in features if f.drifted is not None]
-    score: float | None = None
-    reason = window_reason
     if reason is None and not decided:
         reason = "no feature could be decided"
-    if reason is None:
-        score = sum(bool(f.drifted) for f in decided) / len(decided)
+    score = None if reason else sum(bool(f.drifted) for f in decided) / len(decided)
     return DatasetDrift(
         features=tuple(features),
         score=score,

@@ -289,7 +289,7 @@ def show_outcome(current: dict[str, Any]) -> None:
         result = outcome.prediction
         assert result is not None
         p, t = result.churn_probability, result.threshold
-        churn = result.predicted == 1
+        churn = result.predicted == schema.POSITIVE
         left, middle, right = st.columns(3)
         left.metric("Churn probability", f"{p:.1%}")
         middle.metric("Prediction", "Churn" if churn else "No churn")

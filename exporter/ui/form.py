@@ -56,9 +56,8 @@ BUILTIN_TYPICAL: dict[str, Any] = {
     "TotalCharges": 1397.48,
 }
 
-#: Features shown as integers (SeniorCitizen is a Yes/No selectbox mapped to 1/0).
-INTEGER_FEATURES = ("SeniorCitizen", "tenure")
-SENIOR_LABELS: dict[int, str] = {0: "No", 1: "Yes"}
+#: SeniorCitizen's selectbox text by code (the schema's Yes/No, shown for 1/0).
+SENIOR_LABELS: dict[int, str] = dict(enumerate(schema.YES_NO))
 
 
 def _with_service_builtin() -> dict[str, str]:
@@ -115,7 +114,7 @@ def reference_from_frame(frame: pd.DataFrame, source: str) -> Reference:
             values = pd.to_numeric(column, errors="coerce").dropna()
             median = float(values.median()) if len(values) else float(BUILTIN_TYPICAL[name])
             median = _clamp(name, median)
-            typical[name] = round(median) if name in INTEGER_FEATURES else round(median, 2)
+            typical[name] = round(median) if name in schema.INTEGER_FEATURES else round(median, 2)
     with_service: dict[str, str] = {}
     for name, (service, no_service, _dependent_none) in DEPENDENTS.items():
         if name in frame.columns and service in frame.columns:
@@ -187,7 +186,7 @@ def customer_payload(values: Mapping[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for name in schema.FEATURES:
         value = values[name]
-        if name in INTEGER_FEATURES:
+        if name in schema.INTEGER_FEATURES:
             body[name] = int(value)
         elif name == "MonthlyCharges":
             body[name] = round(float(value), 2)

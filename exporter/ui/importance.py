@@ -3,7 +3,7 @@
 Training logs the mean permutation importance (drop of ROC AUC when the feature is
 shuffled) of each raw feature as the run metric ``importance_<feature>`` and the mean
 and standard deviation in the artifact ``feature_importance.json``
-(:mod:`exporter.training.pipeline`). :func:`feature_importance` reads the metrics of a run, or
+(:mod:`exporter.training.register`). :func:`feature_importance` reads the metrics of a run, or
 the artifact when the run has no such metrics; with ``model.local_path`` it reads
 ``feature_importance.json`` inside the model directory or beside it. Every problem
 raises :class:`ImportanceUnavailable` saying why; a missing SQLite store is reported,
@@ -35,9 +35,11 @@ def _from_json(data: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for feature, value in data.items():
         mean = value.get("mean") if isinstance(value, dict) else value
+        if not isinstance(mean, int | float | str):  # null, a list or an object
+            continue
         try:
             number = float(mean)
-        except (TypeError, ValueError):
+        except ValueError:  # text that is not a number
             continue
         if math.isfinite(number):
             out[str(feature)] = number

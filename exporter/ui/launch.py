@@ -78,15 +78,14 @@ def run_ui(config: MonitoringConfig, host: str | None = None, port: int | None =
         if child.poll() is None:
             child.send_signal(signum)
 
-    previous: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, forward)
+    main = threading.current_thread() is threading.main_thread()
+    forwarded = (signal.SIGTERM, signal.SIGINT) if main else ()  # handlers: main thread only
+    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
     try:
         code = child.wait()
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            signal.signal(signum, handler)
         if child.poll() is None:  # an exception while waiting: do not leave it running
             child.terminate()
             child.wait(10)

@@ -325,7 +325,7 @@ def link_to(uid: str, title: str, tooltip_text: str) -> db.DashboardLink:
 #: Extra keys of the Prometheus alert annotation that the SDK does not model.
 _ANNOTATION_EXTRAS = {
     "titleFormat": "{{alertname}} ({{severity}})",
-    "textFormat": "{{model}} {{feature}} {{metric}} {{job}}",
+    "textFormat": "{{model}} {{feature}} {{metric}} {{task}}",
     "tagKeys": "alert_type,severity",
     "step": "60s",
     "useValueForTime": False,

@@ -292,7 +292,7 @@ def _api_rows(builder: Any) -> Any:
 def _exporter_rows(builder: Any) -> Any:
     staleness = (
         "(time() - churn_exporter_job_last_success_timestamp_seconds)"
-        " / on (job, instance) churn_exporter_job_interval_seconds"
+        " / on (task, instance) churn_exporter_job_interval_seconds"
     )
     stale_gauge = (
         bgb.Panel()
@@ -304,7 +304,7 @@ def _exporter_rows(builder: Any) -> Any:
             "exported values are stale."
         )
         .datasource(DATASOURCE)
-        .with_target(query(staleness, "{{job}}", instant=True))
+        .with_target(query(staleness, "{{task}}", instant=True))
         .unit("suffix:× interval")
         .decimals(2)
         .min(0)
@@ -329,8 +329,8 @@ def _exporter_rows(builder: Any) -> Any:
         .datasource(DATASOURCE)
         .with_target(
             query(
-                "sum by (job) (increase(churn_exporter_job_failures_total[$__range]))",
-                "{{job}}",
+                "sum by (task) (increase(churn_exporter_job_failures_total[$__range]))",
+                "{{task}}",
                 instant=True,
             )
         )
@@ -355,7 +355,7 @@ def _exporter_rows(builder: Any) -> Any:
             "reports; the exporter log has the traceback."
         )
         .datasource(DATASOURCE)
-        .with_target(query("churn_exporter_job_success", "{{job}}"))
+        .with_target(query("churn_exporter_job_success", "{{task}}"))
         .mappings(value_text({"0": ("failed", RED), "1": ("ok", GREEN)}))
         .thresholds(steps((None, RED), (1, GREEN)))
         .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
@@ -390,7 +390,7 @@ def _exporter_rows(builder: Any) -> Any:
                 "Job duration",
                 "How long each job's last run took (churn_exporter_job_duration_seconds). A "
                 "run longer than its interval delays the next one (runs never overlap).",
-                [query("churn_exporter_job_duration_seconds", "{{job}}")],
+                [query("churn_exporter_job_duration_seconds", "{{task}}")],
                 unit="s",
                 min_value=0,
                 span=12,
@@ -407,12 +407,12 @@ def _exporter_rows(builder: Any) -> Any:
                 [
                     query(
                         "time() - churn_exporter_job_last_success_timestamp_seconds",
-                        "{{job}}",
+                        "{{task}}",
                         ref="A",
                     ),
                     query(
                         f"{STALE_INTERVALS} * churn_exporter_job_interval_seconds",
-                        "{{job}} stale limit",
+                        "{{task}} stale limit",
                         ref="B",
                     ),
                 ],
@@ -516,6 +516,7 @@ def _alert_rows(builder: Any) -> Any:
                     "model",
                     "feature",
                     "metric",
+                    "task",
                     "job",
                     "instance",
                 ),

@@ -69,6 +69,7 @@ from ..alerting_fixtures import (
     assert_quiet,
     wait_for,
 )
+from ..promconfig_helpers import write_short_rules
 from ..support import http_get
 
 # aiosmtpd itself sets the deprecated Session.login_data on every successful AUTH.
@@ -641,7 +642,7 @@ def test_prometheus_restart_with_the_default_grace_period_notifies_resolved_then
         active_at = timestamp(before["activeAt"])
 
         # -- restart with the default grace period and the shipped for: (minutes)
-        promconfig.write_short_rules(c.prom.rules_dir, max_for=SHIPPED_FOR)
+        write_short_rules(c.prom.rules_dir, max_for=SHIPPED_FOR)
         stopped = time.monotonic()
         c.prom.restart(extra_args=[])
 
@@ -666,7 +667,7 @@ def test_prometheus_restart_with_the_default_grace_period_notifies_resolved_then
         assert gone[0].title == f"[RESOLVED] {DRIFT_ALERT} {MODEL} (critical)"
 
         # -- the for: completes (capped at 2 s again, a reload): FIRING again
-        promconfig.write_short_rules(c.prom.rules_dir, max_for="2s")
+        write_short_rules(c.prom.rules_dir, max_for="2s")
         c.prom.reload()
         again = wait_for(
             lambda: firing(c.notes("email"))[1:], DELIVERY, "the second FIRING email", c.logs

@@ -3,13 +3,13 @@
 - SIGKILL during a drift run, held at a known point (tests/faults/hold: the process
   stops itself inside the rename of its second report): the restarted exporter is
   ready again, exports
-  ``churn_exporter_job_success{job="drift"} 1``, no report on disk is half written, and
+  ``churn_exporter_job_success{task="drift"} 1``, no report on disk is half written, and
   leftover ``.drift_report_*.tmp`` files are removed by the next successful run.
 - A Parquet reference cut in half, a CSV reference with garbage bytes, and a current
   window whose schema changed (a column renamed, another removed): the drift job
   fails with a message naming the file and the problem (landing page and log),
-  ``churn_exporter_job_success{job="drift"}`` is 0, the exporter keeps serving its last
-  good values, and ``ChurnMonitoringJobFailing`` fires with ``job="drift"`` in a real
+  ``churn_exporter_job_success{task="drift"}`` is 0, the exporter keeps serving its last
+  good values, and ``ChurnMonitoringJobFailing`` fires with ``task="drift"`` in a real
   Prometheus evaluating the repository's rules (``for:`` capped at 2 s).
 
 Every wait is a poll with a deadline; every process is stopped by pid.
@@ -91,7 +91,7 @@ def sample(url: str, name: str, **labels: str) -> float | None:
 
 
 def job_success(url: str) -> float | None:
-    return sample(url, "churn_exporter_job_success", job="drift")
+    return sample(url, "churn_exporter_job_success", task="drift")
 
 
 def landing_page(url: str) -> str:
@@ -190,7 +190,7 @@ def test_sigkill_during_a_drift_run_leaves_no_half_report_and_recovers(
     reliability.record(
         "exporter SIGKILLed during a drift run",
         "fault",
-        "restarts cleanly: /ready 200, churn_exporter_job_success{job=drift} 1, no half-"
+        "restarts cleanly: /ready 200, churn_exporter_job_success{task=drift} 1, no half-"
         "written report, leftover .drift_report_*.tmp removed by the next successful run",
         "SIGKILL while the second drift run is held (SIGSTOP) inside the rename of its "
         f"report; report(s) on disk: {len(reports_after_kill)}, all valid JSON; temp files "
@@ -251,7 +251,7 @@ def test_corrupt_reference_and_changed_schema_fail_the_job_and_fire_the_alert(
         assert problem in exporter.output(), "the log does not show the error"
         alert = wait_for(job_failing_alert, DEADLINE, f"{JOB_FAILING} firing", logs)
         fired_after = time.monotonic() - fault_at
-        assert alert["labels"]["job"] == "drift", alert["labels"]
+        assert alert["labels"]["task"] == "drift", alert["labels"]
         assert alert["labels"]["severity"] == "warning"
         assert alert["annotations"]["summary"] == "Monitoring job drift is failing"
         # the exporter keeps serving
@@ -309,8 +309,8 @@ def test_corrupt_reference_and_changed_schema_fail_the_job_and_fire_the_alert(
 
     expectation = (
         "the drift job fails with a message naming the file and the problem, "
-        "churn_exporter_job_success{job=drift} 0, the exporter keeps serving, "
-        f"{JOB_FAILING}{{job=drift}} fires in Prometheus"
+        "churn_exporter_job_success{task=drift} 0, the exporter keeps serving, "
+        f"{JOB_FAILING}{{task=drift}} fires in Prometheus"
     )
     for case, error, failed, fired, after, kept in (
         (
@@ -345,7 +345,7 @@ def test_corrupt_reference_and_changed_schema_fail_the_job_and_fire_the_alert(
             "bad input",
             expectation,
             f"job_success 0 {failed:.1f} s after {after}, last error {shown[:200]!r} on the "
-            f"landing page and in the log; {JOB_FAILING}{{job=drift}} firing in Prometheus "
+            f"landing page and in the log; {JOB_FAILING}{{task=drift}} firing in Prometheus "
             f"{fired:.1f} s after it (for: capped at 2 s); /healthz 200, scrapes kept "
             f"working{kept}",
         )

@@ -177,7 +177,8 @@ def drift_exporter(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def _job_runs(body: str) -> float:
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            if sample.name == "churn_exporter_job_runs_total" and sample.labels == {"job": "drift"}:
+            drift = sample.labels == {"task": "drift"}
+            if sample.name == "churn_exporter_job_runs_total" and drift:
                 return sample.value
     return 0.0
 

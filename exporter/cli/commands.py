@@ -1,0 +1,251 @@
+"""The `churn-monitor` commands: one ``cmd_*`` function each, calling into the room that
+does the work (imported when the command runs, so ``--help`` stays fast).
+
+Each takes the parsed arguments and the loaded config and returns the exit status; a
+bad argument found only now raises :class:`~exporter.cli.errors.UsageError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from exporter.cli.errors import UsageError
+from exporter.config import CurrentSourceConfig, MonitoringConfig
+
+log = logging.getLogger("churn_monitor")
+
+#: Widest cell of the history table.
+HISTORY_CELL_WIDTH = 60
+
+
+def _with_current(config: MonitoringConfig, path: str | None) -> MonitoringConfig:
+    if not path:
+        return config
+    current = CurrentSourceConfig(
+        kind="file", path=path, window_hours=None, window_rows=config.data.current.window_rows
+    )
+    return config.model_copy(update={"data": config.data.model_copy(update={"current": current})})
+
+
+def cmd_setup(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.ops.bootstrap import setup
+
+    for line in setup(config, skip_db=args.skip_db):
+        print(line)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.monitor.summary import format_summary
+    from exporter.monitor.wiring import build_monitor, serve
+    from exporter.web.webconfig import load_web_config
+
+    config = _with_current(config, args.current)
+    if args.mode == "once":
+        monitor = build_monitor(config, interval_minutes=args.interval)
+        if not monitor.jobs:
+            print("no monitoring job is enabled in the config")
+            return 0
+        outcome = monitor.run_once()
+        print(format_summary(monitor.store))
+        if not all(outcome.values()):
+            return 1
+        drift = monitor.store.snapshots().get("drift")
+        if args.fail_on_drift and drift is not None and drift.result.drifted:
+            return 1
+        return 0
+
+    host = args.host or config.exporter.host
+    port = config.exporter.port if args.port is None else args.port
+    web = load_web_config(config.exporter.web_config_file, "exporter.web_config_file")
+    monitor = build_monitor(config, interval_minutes=args.interval)
+    serve(monitor, host, port, web=web)
+    busy = [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+    if busy:
+        # A job still computing would hold the interpreter at exit; reports are written
+        # atomically, so abandoning it loses nothing.
+        log.info("abandoning %d running job thread(s)", len(busy))
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.model.registry import ModelUnavailable, resolve
+    from exporter.training.pipeline import TrainingError, summary_lines, train
+
+    if args.if_no_champion:
+        try:
+            info = resolve(config)
+        except ModelUnavailable:
+            pass
+        else:
+            print(f"champion exists: {info.ref.name} version {info.ref.version}; not training")
+            return 0
+    try:
+        result = train(
+            config,
+            data=args.data,
+            trials=args.trials,
+            timeout=args.timeout,
+            seed=args.seed,
+            # --verbose logs a line per trial instead: the bar would garble DEBUG output.
+            progress=sys.stderr.isatty() and not args.verbose,
+        )
+    except TrainingError as err:
+        raise UsageError(str(err)) from None
+    for line in summary_lines(result):
+        print(line)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.api.app import serve_api
+
+    serve_api(config, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.ui.launch import run_ui
+
+    return run_ui(config, host=args.host, port=args.port)
+
+
+def cmd_simulate(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.ops.simulate import SimulationError, simulate
+
+    try:
+        result = simulate(
+            args.api or config.api.url,
+            rate=args.rate,
+            duration=args.duration,
+            scenario=args.scenario,
+            label_delay=args.label_delay,
+            seed=args.seed,
+            batch=args.batch,
+            progress=sys.stderr.isatty(),
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    except SimulationError as err:
+        print(err.result.summary())
+        print(f"churn-monitor simulate: the API refused traffic: {err}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def cmd_history(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    import csv
+    import json
+
+    from exporter.data.history import open_history, query, rows_for_display
+
+    since = None
+    if args.since is not None:
+        since = time.time() - args.since * 3600.0
+    engine = open_history(config.history.url)
+    try:
+        rows = query(engine, args.type, since=since)
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    shown = rows_for_display(rows)
+    if args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(shown[0]) if shown else ["id"])
+        writer.writeheader()
+        writer.writerows(shown)
+        return 0
+    if not shown:
+        print(f"no {args.type} rows")
+        return 0
+    for line in _history_table(shown):
+        print(line)
+    return 0
+
+
+def _history_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """History rows as aligned text lines (header first), cells cut at 60 characters;
+    labels, annotations and ids are left out."""
+    width = HISTORY_CELL_WIDTH
+    columns = [c for c in rows[0] if c not in ("labels", "annotations", "id")]
+
+    def text(row: Mapping[str, Any], column: str) -> str:
+        return str(row[column] if row[column] is not None else "")
+
+    widths = {c: max(len(c), *(len(text(r, c)) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(min(widths[c], width)) for c in columns)]
+    for row in rows:
+        cells = [text(row, c)[:width] for c in columns]
+        lines.append(
+            "  ".join(v.ljust(min(widths[c], width)) for v, c in zip(cells, columns, strict=True))
+        )
+    return lines
+
+
+def cmd_sinks(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.ops.outbox import Outbox, Sinks
+
+    outbox = Outbox(args.dir or config.stack.outbox_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        sinks = Sinks(outbox, args.host, args.smtp_port, args.port).start()
+    except OSError as err:
+        print(f"churn-monitor sinks: cannot listen: {err.strerror or err}", file=sys.stderr)
+        return 1
+    log.info(
+        "sinks: SMTP on %s:%d, Slack webhook on http://%s:%d/slack, storing in %s",
+        args.host,
+        args.smtp_port,
+        args.host,
+        args.port,
+        outbox.root,
+    )
+    stop.wait()
+    sinks.stop()
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.ops.outbox import Outbox, format_list, message_text
+
+    outbox = Outbox(args.dir or config.stack.outbox_dir)
+    if args.message is None:
+        print(format_list(outbox.messages()))
+        return 0
+    try:
+        message = outbox.find(args.message)
+    except LookupError as err:
+        raise UsageError(f"MESSAGE: {err}") from None
+    print(f"{message.channel} {message.id} ({message.path})")
+    print(message_text(message), end="")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.ops.services import StackError
+    from exporter.ops.up import up
+
+    try:
+        return up(
+            config,
+            args.services,
+            args.no_monitoring,
+            config_path=args.config,
+            ports=dict(args.port),
+        )
+    except StackError as err:
+        raise UsageError(str(err)) from None
