@@ -42,7 +42,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-#: The design's ports (DESIGN.md) of each published service.
+#: The default port of each published service (README, docs/deployment.md).
 DESIGN_PORTS = {
     "ui": 8501,
     "mlflow": 5000,

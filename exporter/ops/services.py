@@ -28,8 +28,8 @@ DEFAULT_SERVICES: tuple[str, ...] = tuple(s for s in SERVICES if s != "simulator
 #: What ``--no-monitoring`` leaves out.
 MONITORING_SERVICES: tuple[str, ...] = ("exporter", "sinks", "prometheus", "alertmanager")
 
-#: The design's ports (DESIGN.md); `sinks` is the local Slack webhook (and health),
-#: `sinks-smtp` the local SMTP server (Mailpit's ports).
+#: The default ports (README, docs/deployment.md); `sinks` is the local Slack webhook
+#: (and health), `sinks-smtp` the local SMTP server (Mailpit's ports).
 DEFAULT_PORTS: dict[str, int] = {
     "mlflow": 5000,
     "optuna-dashboard": 8080,

@@ -3,7 +3,7 @@ exporter's /metrics under 20 concurrent scrapers while its drift job runs non-st
 
 Both servers are real processes on 127.0.0.1. The figures are recorded in
 docs/reliability.md as measured on the machine that ran the suite; nothing here
-asserts a wall-clock time (DESIGN.md: timings live in benchmarks/).
+asserts a wall-clock time (timings live in benchmarks/, docs/architecture.md).
 """
 
 from __future__ import annotations
