@@ -15,6 +15,7 @@ import json
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from exporter.api.asgi import send_json
 from exporter.web.webconfig import OPEN_PATHS, WebConfig
 
 _BODY = json.dumps(
@@ -39,15 +40,4 @@ class BasicAuthMiddleware:
         if self.web.remembered(header) or await run_in_threadpool(self.web.authorized, header):
             await self.app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_BODY)).encode()),
-                    (b"www-authenticate", b'Basic realm="churn-monitor"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _BODY})
+        await send_json(send, 401, _BODY, (b"www-authenticate", b'Basic realm="churn-monitor"'))

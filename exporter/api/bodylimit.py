@@ -11,6 +11,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exporter.api.asgi import send_json
+
 
 async def _refuse(send: Send, limit: int) -> None:
     body = json.dumps(
@@ -18,18 +20,7 @@ async def _refuse(send: Send, limit: int) -> None:
             "detail": f"request body too large: the limit is {limit} bytes (api.max_body_bytes)",
         }
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, body, (b"connection", b"close"))
 
 
 class BodySizeLimitMiddleware:

@@ -24,6 +24,7 @@ from exporter.data import synthetic
 from exporter.domain import schema
 from exporter.domain.model import ModelRef
 from exporter.model import modeling
+from exporter.model.version import VersionedModel
 
 log = logging.getLogger("churn_monitor.api")
 
@@ -36,13 +37,9 @@ WatchFactory = Callable[[MonitoringConfig], Any]
 
 
 @dataclass(frozen=True)
-class Served:
+class Served(VersionedModel):
     """One loaded model version and what the API reports about it."""
 
-    model: Any
-    ref: ModelRef
-    baseline: dict[str, float]
-    threshold: float
     loaded_at: float
     positive_column: int
     #: ``(columns, n) -> P(churn)`` equivalent to ``model`` (see fastpath), or None.

@@ -8,6 +8,7 @@ collide. ``route`` is the route template (``/predict``), never the raw path, and
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -101,25 +102,23 @@ class ApiMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        r = self.registry
-        self.requests = Counter(
+        # Every family in this app's registry; the latencies share their buckets.
+        counter = functools.partial(Counter, registry=self.registry)
+        latency = functools.partial(Histogram, buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.requests = counter(
             "churn_api_requests",
             "HTTP requests by route template, method and status code.",
             ("route", "method", "status"),
-            registry=r,
         )
-        self.request_duration = Histogram(
+        self.request_duration = latency(
             "churn_api_request_duration_seconds",
             "Request latency, from the first byte received to the last byte sent.",
             ("route", "method"),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.predictions = Counter(
+        self.predictions = counter(
             "churn_api_predictions",
             "Predictions served (and logged), by predicted label.",
             ("model", "predicted"),
-            registry=r,
         )
         self.score = BulkHistogram(
             "churn_api_prediction_score",
@@ -128,19 +127,17 @@ class ApiMetrics:
             model,
             _SCORE_BUCKETS,
         )
-        r.register(self.score)
-        self.inference = Histogram(
+        self.registry.register(self.score)
+        self.inference = latency(
             "churn_api_inference_duration_seconds",
             "Model inference time per predict_proba call (one call scores a micro-batch).",
             ("model",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
         self.model_info = Gauge(
             "churn_api_model_info",
             "1 for the model version being served.",
             ("model", "version"),
-            registry=r,
+            registry=self.registry,
         )
         # Children created up front, so the series exist before the first prediction.
         self._predicted = {p: self.predictions.labels(model, str(p)) for p in (0, 1)}

@@ -22,7 +22,7 @@ from pydantic.config import JsonValue
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from exporter.domain import schema
+from exporter.domain import customers, schema
 
 #: Hard limits the API enforces: twice the schema's plausible maxima (see module doc).
 MONTHLY_CHARGES_MAX = 2 * schema.NUMERIC_RANGES["MonthlyCharges"][1]
@@ -63,29 +63,6 @@ InternetAddon = Annotated[schema.InternetAddon, _one_of(schema.InternetAddon)]
 Contract = Annotated[schema.Contract, _one_of(schema.Contract)]
 PaymentMethod = Annotated[schema.PaymentMethod, _one_of(schema.PaymentMethod)]
 
-_EXAMPLE: dict[str, Any] = {
-    "customerID": "7590-VHVEG",
-    "gender": "Female",
-    "SeniorCitizen": 0,
-    "Partner": "Yes",
-    "Dependents": "No",
-    "tenure": 1,
-    "PhoneService": "No",
-    "MultipleLines": "No phone service",
-    "InternetService": "DSL",
-    "OnlineSecurity": "No",
-    "OnlineBackup": "Yes",
-    "DeviceProtection": "No",
-    "TechSupport": "No",
-    "StreamingTV": "No",
-    "StreamingMovies": "No",
-    "Contract": "Month-to-month",
-    "PaperlessBilling": "Yes",
-    "PaymentMethod": "Electronic check",
-    "MonthlyCharges": 29.85,
-    "TotalCharges": 29.85,
-}
-
 
 class Customer(BaseModel):
     """One customer's features, named and valued as in the Telco export."""
@@ -93,7 +70,7 @@ class Customer(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [_EXAMPLE]},
+        json_schema_extra={"examples": [customers.FIRST]},
         field_title_generator=lambda name, _info: name,
     )
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from exporter import __version__
 from exporter.cli import commands
@@ -21,6 +21,7 @@ from exporter.domain.scenarios import SCENARIOS
 from exporter.ops.services import DEFAULT_PORTS, MONITORING_SERVICES, SERVICES
 
 Command = Callable[[argparse.Namespace, MonitoringConfig], int]
+_N = TypeVar("_N", int, float)
 if TYPE_CHECKING:
     # argparse gives the type of `add_subparsers()` no public name.
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -29,31 +30,30 @@ if TYPE_CHECKING:
 # --- argument types ---------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
+def _parsed(text: str, parse: Callable[[str], _N], what: str) -> _N:
+    """`text` read by `parse` (``int`` or ``float``); "expected `what`" when it cannot be."""
     try:
-        value = float(text)
+        return parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    value = _parsed(text, float, "a number")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    value = _parsed(text, int, "an integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer port, got {text!r}") from None
+    value = _parsed(text, int, "an integer port")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
     return value
@@ -65,10 +65,7 @@ def _service_port(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"expected SERVICE=PORT with SERVICE one of {', '.join(DEFAULT_PORTS)}, got {text!r}"
         )
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer port, got {value!r}") from None
+    port = _parsed(value, int, "an integer port")
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {port}")
     return name, port
@@ -142,8 +139,7 @@ def _add_train(sub: Subparsers) -> None:
 
 
 def _add_api_and_ui(sub: Subparsers) -> None:
-    about = "serve the prediction API (FastAPI on uvicorn)"
-    p = _command(sub, "api", commands.cmd_api, about)
+    p = _command(sub, "api", commands.cmd_api, "serve the prediction API (FastAPI on uvicorn)")
     p.add_argument("--host", help="address to bind (default: api.host)")
     p.add_argument("--port", type=_port, help="port to bind (default: api.port, 8000)")
 

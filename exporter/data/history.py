@@ -50,13 +50,28 @@ alerts = sa.Table(
     sa.UniqueConstraint("fingerprint", "status", "starts_at", name="uq_alert_episode"),
 )
 
+
+def _run_columns() -> list[sa.Column[Any]]:
+    """The leading columns of a table with rows per monitoring run: the row's id, when
+    the run was, and the model version it judged."""
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False, index=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("version", sa.String(50), nullable=False),
+    ]
+
+
+def _metric_values(*names: str) -> list[sa.Column[Any]]:
+    """Columns of a metric's values, NULL where a value is undefined (left out, never 0:
+    :mod:`exporter.domain.metrics`)."""
+    return [sa.Column(name, sa.Float, nullable=True) for name in names]
+
+
 drift_reports = sa.Table(
     "drift_reports",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.Float, nullable=False, index=True),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("version", sa.String(50), nullable=False),
+    *_run_columns(),
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("threshold", sa.Float, nullable=False),
     sa.Column("drifted", sa.Boolean, nullable=True),
@@ -68,15 +83,9 @@ drift_reports = sa.Table(
 performance_metrics = sa.Table(
     "performance_metrics",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.Float, nullable=False, index=True),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("version", sa.String(50), nullable=False),
+    *_run_columns(),
     sa.Column("metric", sa.String(32), nullable=False),
-    sa.Column("realized", sa.Float, nullable=True),
-    sa.Column("estimated", sa.Float, nullable=True),
-    sa.Column("baseline", sa.Float, nullable=True),
-    sa.Column("minimum", sa.Float, nullable=True),
+    *_metric_values("realized", "estimated", "baseline", "minimum"),
     sa.Column("labeled_rows", sa.Integer, nullable=False),
 )
 
@@ -90,8 +99,7 @@ retraining = sa.Table(
     sa.Column("champion_version", sa.String(50), nullable=True),
     sa.Column("challenger_version", sa.String(50), nullable=True),
     sa.Column("metric", sa.String(32), nullable=True),
-    sa.Column("champion_value", sa.Float, nullable=True),
-    sa.Column("challenger_value", sa.Float, nullable=True),
+    *_metric_values("champion_value", "challenger_value"),
     sa.Column("detail", sa.Text, nullable=True),
 )
 

@@ -218,7 +218,7 @@ def log_predictions(
 def record_feedback(
     engine: Engine,
     *,
-    actual: int,
+    actual: schema.LabelCode,
     ts: float,
     prediction_id: str | None = None,
     customer_id: str | None = None,

@@ -42,6 +42,15 @@ LOGISTIC = "logistic_regression"
 BOOSTING = "hist_gradient_boosting"
 #: The model families Optuna chooses between (the categorical parameter ``model``).
 MODEL_FAMILIES: tuple[str, ...] = (LOGISTIC, BOOSTING)
+#: The boosting hyperparameters Optuna tunes, each on a log scale: the estimator's
+#: parameter -> (its type, low, high). Trial parameters add the ``hgb_`` prefix.
+BOOSTING_SPACE: dict[str, tuple[type[int] | type[float], float, float]] = {
+    "learning_rate": (float, 0.02, 0.3),
+    "max_iter": (int, 50, 300),
+    "max_leaf_nodes": (int, 4, 32),
+    "min_samples_leaf": (int, 10, 100),
+    "l2_regularization": (float, 1e-4, 10.0),
+}
 
 
 def prepare_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,15 +94,9 @@ def suggest_params(trial: Any) -> dict[str, Any]:
     if family == LOGISTIC:
         params["lr_C"] = trial.suggest_float("lr_C", 1e-3, 1e2, log=True)
     else:
-        params["hgb_learning_rate"] = trial.suggest_float("hgb_learning_rate", 0.02, 0.3, log=True)
-        params["hgb_max_iter"] = trial.suggest_int("hgb_max_iter", 50, 300, log=True)
-        params["hgb_max_leaf_nodes"] = trial.suggest_int("hgb_max_leaf_nodes", 4, 32, log=True)
-        params["hgb_min_samples_leaf"] = trial.suggest_int(
-            "hgb_min_samples_leaf", 10, 100, log=True
-        )
-        params["hgb_l2_regularization"] = trial.suggest_float(
-            "hgb_l2_regularization", 1e-4, 10.0, log=True
-        )
+        for name, (kind, low, high) in BOOSTING_SPACE.items():
+            suggest = trial.suggest_int if kind is int else trial.suggest_float
+            params[f"hgb_{name}"] = suggest(f"hgb_{name}", low, high, log=True)
     return params
 
 
@@ -104,11 +107,7 @@ def classifier(params: Mapping[str, Any], seed: int) -> Any:
         return LogisticRegression(C=float(params["lr_C"]), max_iter=2000)
     if family == BOOSTING:
         return HistGradientBoostingClassifier(
-            learning_rate=float(params["hgb_learning_rate"]),
-            max_iter=int(params["hgb_max_iter"]),
-            max_leaf_nodes=int(params["hgb_max_leaf_nodes"]),
-            min_samples_leaf=int(params["hgb_min_samples_leaf"]),
-            l2_regularization=float(params["hgb_l2_regularization"]),
+            **{name: kind(params[f"hgb_{name}"]) for name, (kind, _, _) in BOOSTING_SPACE.items()},
             early_stopping=False,
             random_state=seed,
         )

@@ -57,6 +57,7 @@ from exporter.domain import schema
 from exporter.domain.metrics import METRICS
 from exporter.domain.model import ModelRef
 from exporter.model import modeling
+from exporter.model.version import VersionedModel
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,9 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A loaded model version with its identity, baseline and decision threshold."""
+class LoadedModel(VersionedModel):
+    """A model version as :func:`load_champion` loads it, and where it was found."""
 
-    #: The fitted scikit-learn estimator (``predict_proba``, ``predict`` at the threshold).
-    model: Any
-    ref: ModelRef
-    #: Test-set metrics from training: the defined ones of ``METRICS``.
-    baseline: dict[str, float]
-    threshold: float
     reference_uri: str | None = None
     source: str = ""
 

@@ -28,7 +28,7 @@ import argparse
 import base64
 import copy
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -214,35 +214,38 @@ def render_prometheus_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _renderer(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    program: str,
+    func: Callable[[argparse.Namespace], int],
+    secrets: str,
+) -> argparse.ArgumentParser:
+    """Command ``render-<program>``, run by `func`, with the options every renderer takes:
+    the repository's ``<program>.yml``, where to write, the secrets folder (`secrets`
+    says what it holds)."""
+    p = sub.add_parser(f"render-{program}", help=f"render {program}.yml for compose")
+    p.add_argument("--base", required=True, help=f"the repository's {program}.yml")
+    p.add_argument("--out", required=True, help="where to write the rendered file")
+    p.add_argument("--secrets", required=True, help=secrets)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``python -m exporter.ops.compose``: the compose stack's one-shot renderers."""
     parser = argparse.ArgumentParser(prog="python -m exporter.ops.compose")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("render-alertmanager", help="render alertmanager.yml for compose")
-    p.add_argument("--base", required=True, help="the repository's alertmanager.yml")
-    p.add_argument("--out", required=True, help="where to write the rendered file")
-    p.add_argument(
-        "--secrets",
-        required=True,
-        help="folder holding smtp_password / slack_webhook_url / exporter_auth_*",
-    )
+    secrets = "folder holding smtp_password / slack_webhook_url / exporter_auth_*"
+    p = _renderer(sub, "alertmanager", render_alertmanager_main, secrets)
     p.add_argument("--templates", help="absolute folder of the *.tmpl templates")
     p.add_argument("--smtp-smarthost", metavar="HOST:PORT", help="SMTP relay to use")
     p.add_argument("--smtp-no-tls", action="store_true", help="do not require STARTTLS")
-    p.set_defaults(func=render_alertmanager_main)
 
-    p = sub.add_parser("render-prometheus", help="render prometheus.yml for compose")
-    p.add_argument("--base", required=True, help="the repository's prometheus.yml")
-    p.add_argument("--out", required=True, help="where to write the rendered file")
-    p.add_argument(
-        "--secrets",
-        required=True,
-        help="folder holding exporter_auth_* / api_auth_*, where Prometheus mounts it",
-    )
+    secrets = "folder holding exporter_auth_* / api_auth_*, where Prometheus mounts it"
+    p = _renderer(sub, "prometheus", render_prometheus_main, secrets)
     p.add_argument("--rules", required=True, help="absolute folder of the rule files")
     p.add_argument("--config", help="the churn-monitor config naming the servers' web config files")
-    p.set_defaults(func=render_prometheus_main)
     return parser
 
 

@@ -91,11 +91,17 @@ def _check_target(field: str, target: str) -> str:
     return target
 
 
+def _named(entries: Any, key: str, name: str, what: str, program: str) -> dict[str, Any]:
+    """The entry of the list `entries` (None: empty) whose `key` is `name`; ValueError
+    saying that `what` `name` is not in `program`'s config when there is none."""
+    for entry in entries or []:
+        if entry.get(key) == name:
+            return entry
+    raise ValueError(f"{what} {name!r} not found in the {program} config")
+
+
 def _job(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    for job in config.get("scrape_configs") or []:
-        if job.get("job_name") == name:
-            return job
-    raise ValueError(f"scrape job {name!r} not found in the Prometheus config")
+    return _named(config.get("scrape_configs"), "job_name", name, "scrape job", "Prometheus")
 
 
 def _set_static_target(job: dict[str, Any], target: str) -> None:
@@ -198,10 +204,7 @@ def scale_rule_durations(rules: Mapping[str, Any], factor: float) -> dict[str, A
 
 
 def _receiver(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    for receiver in config.get("receivers") or []:
-        if receiver.get("name") == name:
-            return receiver
-    raise ValueError(f"receiver {name!r} not found in the Alertmanager config")
+    return _named(config.get("receivers"), "name", name, "receiver", "Alertmanager")
 
 
 def _set_route_timers(route: dict[str, Any], timers: Mapping[str, str], *, root: bool) -> None:

@@ -65,10 +65,11 @@ class SimulationResult:
     refused: int = 0
     #: Requests that failed without an HTTP answer (timeout, reset).
     failed: int = 0
+    #: Predict requests (not customers) by the HTTP status of their answer.
+    statuses: dict[int, int] = field(default_factory=dict)
     feedback_sent: int = 0
     feedback_failed: int = 0
     duration_seconds: float = 0.0
-    statuses: dict[int, int] = field(default_factory=dict)
     first_error: str | None = None
 
     @property

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,7 @@ from exporter.stats import drift
 __all__ = [
     "DEFAULT_MIN_WINDOW_ROWS",
     "DEFAULT_RULES",
+    "CompareOptions",
     "DatasetDrift",
     "FeatureDrift",
     "Rule",
@@ -203,84 +204,102 @@ def _ratios(values: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+class CompareOptions(TypedDict, total=False):
+    """How :func:`compare_numeric` and :func:`compare_categorical` decide (each optional).
+
+    ``feature`` (default ``"value"``) names the feature in the result and in errors;
+    ``rule`` overrides the kind's :data:`DEFAULT_RULES`. The feature is undecided when it
+    has fewer than ``min_rows`` (default 1) non-missing values, when the reference is
+    empty, or when ``reason`` is given (the caller's reason not to decide, e.g. a
+    too-small window).
+    """
+
+    feature: str
+    rule: Rule | None
+    min_rows: int
+    reason: str | None
+
+
+class _Decision:
+    """One feature's decision: the rule is resolved when it is made (a bad rule raises
+    before any statistic is computed), then applied to the statistics."""
+
+    def __init__(
+        self,
+        kind: FeatureKind,
+        *,
+        feature: str = "value",
+        rule: Rule | None = None,
+        min_rows: int = 1,
+        reason: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.feature = feature
+        self.method, self.threshold = _rule_for(kind, rule, feature)
+        self.min_rows = min_rows
+        self.reason = reason
+
+    def result(
+        self,
+        profile: drift.NumericProfile | drift.CategoricalProfile,
+        s: drift.NumericStats | drift.CategoricalStats,
+        statistics: Mapping[str, float | None],
+        *,
+        ks: drift.KSResult | None = None,
+        wasserstein: float | None = None,
+        jensen_shannon: float | None = None,
+        n_unseen: int = 0,
+    ) -> FeatureDrift:
+        """The decision on ``statistics[method]`` and every statistic of ``s``; ``ks``,
+        ``wasserstein`` and ``jensen_shannon`` are those of the feature's kind."""
+        statistic = statistics[self.method]
+        reason = self.reason or _gate(s.n, self.min_rows, profile.n)
+        return FeatureDrift(
+            feature=self.feature,
+            kind=self.kind,
+            n_current=s.n,
+            n_nan=s.n_nan,
+            ks_statistic=None if ks is None else ks.statistic,
+            ks_pvalue=None if ks is None else ks.pvalue,
+            psi=s.psi,
+            wasserstein=wasserstein,
+            jensen_shannon=jensen_shannon,
+            method=self.method,
+            threshold=self.threshold,
+            statistic=statistic,
+            drifted=None if reason else decide(self.method, self.threshold, statistic),
+            reason=reason,
+            bins=profile.bin_labels,
+            reference_ratios=_ratios(profile.bin_ratios),
+            current_ratios=_ratios(s.current_ratios),
+            n_unseen=n_unseen,
+        )
+
+
 def compare_numeric(
-    profile: drift.NumericProfile,
-    values: Any,
-    *,
-    feature: str = "value",
-    rule: Rule | None = None,
-    min_rows: int = 1,
-    reason: str | None = None,
+    profile: drift.NumericProfile, values: Any, **options: Unpack[CompareOptions]
 ) -> FeatureDrift:
     """KS, PSI and normalised Wasserstein of ``values`` against ``profile``, and the
-    decision of ``rule`` (default :data:`DEFAULT_RULES` ``["numeric"]``).
-
-    Undecided when fewer than ``min_rows`` non-missing values, the reference is empty or
-    ``reason`` is given (the caller's reason not to decide, e.g. a too-small window).
-    Reusable for prediction drift on model scores.
-    """
-    method, threshold = _rule_for("numeric", rule, feature)
+    decision of ``rule`` (default :data:`DEFAULT_RULES` ``["numeric"]``; the options:
+    :class:`CompareOptions`). Reusable for prediction drift on model scores."""
+    decision = _Decision("numeric", **options)
     s = drift.numeric_stats(profile, values)
-    ks_stat = None if s.ks is None else s.ks.statistic
     ks_p = None if s.ks is None else s.ks.pvalue
-    statistic = {"ks": ks_p, "psi": s.psi, "wasserstein": s.wasserstein}[method]
-    reason = reason or _gate(s.n, min_rows, profile.n)
-    return FeatureDrift(
-        feature=feature,
-        kind="numeric",
-        n_current=s.n,
-        n_nan=s.n_nan,
-        ks_statistic=ks_stat,
-        ks_pvalue=ks_p,
-        psi=s.psi,
-        wasserstein=s.wasserstein,
-        jensen_shannon=None,
-        method=method,
-        threshold=threshold,
-        statistic=statistic,
-        drifted=None if reason else decide(method, threshold, statistic),
-        reason=reason,
-        bins=profile.bin_labels,
-        reference_ratios=_ratios(profile.bin_ratios),
-        current_ratios=_ratios(s.current_ratios),
-    )
+    statistics = {"ks": ks_p, "psi": s.psi, "wasserstein": s.wasserstein}
+    return decision.result(profile, s, statistics, ks=s.ks, wasserstein=s.wasserstein)
 
 
 def compare_categorical(
-    profile: drift.CategoricalProfile,
-    values: Any,
-    *,
-    feature: str = "value",
-    rule: Rule | None = None,
-    min_rows: int = 1,
-    reason: str | None = None,
+    profile: drift.CategoricalProfile, values: Any, **options: Unpack[CompareOptions]
 ) -> FeatureDrift:
     """PSI and Jensen-Shannon distance of ``values`` against ``profile``, and the
     decision of ``rule`` (default :data:`DEFAULT_RULES` ``["categorical"]``); as
     :func:`compare_numeric` otherwise."""
-    method, threshold = _rule_for("categorical", rule, feature)
+    decision = _Decision("categorical", **options)
     s = drift.categorical_stats(profile, values)
-    statistic = {"psi": s.psi, "jensenshannon": s.jensen_shannon}[method]
-    reason = reason or _gate(s.n, min_rows, profile.n)
-    return FeatureDrift(
-        feature=feature,
-        kind="categorical",
-        n_current=s.n,
-        n_nan=s.n_nan,
-        ks_statistic=None,
-        ks_pvalue=None,
-        psi=s.psi,
-        wasserstein=None,
-        jensen_shannon=s.jensen_shannon,
-        method=method,
-        threshold=threshold,
-        statistic=statistic,
-        drifted=None if reason else decide(method, threshold, statistic),
-        reason=reason,
-        bins=profile.bin_labels,
-        reference_ratios=_ratios(profile.bin_ratios),
-        current_ratios=_ratios(s.current_ratios),
-        n_unseen=s.n_unseen,
+    statistics = {"psi": s.psi, "jensenshannon": s.jensen_shannon}
+    return decision.result(
+        profile, s, statistics, jensen_shannon=s.jensen_shannon, n_unseen=s.n_unseen
     )
 
 
@@ -296,33 +315,25 @@ def _compare_all(
 ) -> list[FeatureDrift]:
     """Every profiled feature of ``current`` compared; an absent column is all missing."""
     n_rows = len(current)
+
+    def options(name: str, present: bool) -> CompareOptions:
+        reason = window_reason if present else _MISSING_COLUMN
+        return {
+            "feature": name,
+            "rule": rules.get(name),
+            "min_rows": min_window_rows,
+            "reason": reason,
+        }
+
     features: list[FeatureDrift] = []
     for name, p in profile.numeric.items():
         present = name in current.columns
         values = current[name] if present else np.full(n_rows, np.nan)
-        features.append(
-            compare_numeric(
-                p,
-                values,
-                feature=name,
-                rule=rules.get(name),
-                min_rows=min_window_rows,
-                reason=window_reason if present else _MISSING_COLUMN,
-            )
-        )
+        features.append(compare_numeric(p, values, **options(name, present)))
     for name, c in profile.categorical.items():
         present = name in current.columns
         values = current[name] if present else pd.Series([None] * n_rows, dtype=object)
-        features.append(
-            compare_categorical(
-                c,
-                values,
-                feature=name,
-                rule=rules.get(name),
-                min_rows=min_window_rows,
-                reason=window_reason if present else _MISSING_COLUMN,
-            )
-        )
+        features.append(compare_categorical(c, values, **options(name, present)))
     return features
 
 

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from exporter.config import MonitoringConfig
 from exporter.data.dburl import safe_url
+from exporter.domain.model import ModelRef
 from exporter.model import modeling
 from exporter.model.registry import absolute_tracking_uri, baseline_path
 from exporter.training import register
@@ -140,9 +141,7 @@ def _train_in_run(
     version = register.log_model(pipeline, evaluation.threshold, example, name, family)
     reference = register.reference_frame(dataset, splits, evaluation)
     baseline = register.baseline_record(
-        model_name=name,
-        version=version,
-        run_id=run_id,
+        ModelRef(name, version, run_id),
         alias=alias,
         tuning=tuning,
         evaluation=evaluation,

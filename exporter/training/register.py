@@ -62,6 +62,7 @@ from exporter.config import MonitoringConfig
 from exporter.data.atomic import write_atomically, write_bytes_atomically
 from exporter.data.dburl import safe_url, sqlite_file
 from exporter.domain import schema
+from exporter.domain.model import ModelRef
 from exporter.model import modeling
 from exporter.model.registry import baseline_path
 from exporter.training.dataset import Dataset, Splits
@@ -228,21 +229,20 @@ def publish_reference(
 
 
 def baseline_record(
+    ref: ModelRef,
     *,
-    model_name: str,
-    version: str,
-    run_id: str,
     alias: str,
     tuning: Tuning,
     evaluation: Evaluation,
     reference_path: Path,
     reference_rows: int,
 ) -> dict[str, Any]:
-    """The content of ``baseline.json``: test metrics, threshold and the model's identity."""
+    """The content of ``baseline.json``: test metrics, threshold and the model's identity
+    (`ref`, registered under `alias`)."""
     return {
-        "model_name": model_name,
-        "version": version,
-        "run_id": run_id,
+        "model_name": ref.name,
+        "version": ref.version,
+        "run_id": ref.run_id,
         "alias": alias,
         "metrics": evaluation.test_metrics,
         "metric_split": "test",

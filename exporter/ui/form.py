@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from exporter.domain import schema
+from exporter.domain import customers, schema
 
 #: Feature name -> (service feature, its "no service" value, the dependent's value then).
 #: InternetService "No" means the add-ons are "No internet service"; PhoneService "No"
@@ -33,28 +33,8 @@ DEPENDENTS: dict[str, tuple[str, str, str]] = {
 }
 
 #: Typical values when no reference snapshot is available: the modes and medians of the
-#: public IBM Telco export (7,043 customers).
-BUILTIN_TYPICAL: dict[str, Any] = {
-    "gender": "Male",
-    "SeniorCitizen": 0,
-    "Partner": "No",
-    "Dependents": "No",
-    "tenure": 29,
-    "PhoneService": "Yes",
-    "MultipleLines": "No",
-    "InternetService": "Fiber optic",
-    "OnlineSecurity": "No",
-    "OnlineBackup": "No",
-    "DeviceProtection": "No",
-    "TechSupport": "No",
-    "StreamingTV": "No",
-    "StreamingMovies": "No",
-    "Contract": "Month-to-month",
-    "PaperlessBilling": "Yes",
-    "PaymentMethod": "Electronic check",
-    "MonthlyCharges": 70.35,
-    "TotalCharges": 1397.48,
-}
+#: public IBM Telco export (:data:`exporter.domain.customers.TYPICAL`).
+BUILTIN_TYPICAL: dict[str, Any] = customers.TYPICAL
 
 #: SeniorCitizen's selectbox text by code (the schema's Yes/No, shown for 1/0).
 SENIOR_LABELS: dict[int, str] = dict(enumerate(schema.YES_NO))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.special import rel_entr
 
-from exporter.stats.drift.inputs import as_series, category_keys
+from exporter.stats.drift.inputs import as_series, category_keys, count_shares
 from exporter.stats.drift.population_stability import psi_from_counts
 
 #: Label of the categorical bin that collects values absent from the reference.
@@ -117,15 +117,7 @@ def jensen_shannon_from_counts(reference: Any, current: Any) -> float:
     ``sqrt((sum rel_entr(p, m) + sum rel_entr(q, m)) / (2 ln 2))`` with ``p``, ``q`` the
     normalised vectors and ``m = (p + q) / 2``, as ``scipy.spatial.distance.jensenshannon``.
     """
-    p = np.asarray(reference, dtype=np.float64)
-    q = np.asarray(current, dtype=np.float64)
-    if p.shape != q.shape or p.ndim != 1:
-        raise ValueError("jensen_shannon: count vectors must be 1-D and of equal length")
-    sp, sq = p.sum(), q.sum()
-    if sp <= 0 or sq <= 0:
-        raise ValueError("jensen_shannon: empty distribution")
-    p = p / sp
-    q = q / sq
+    p, q = count_shares(reference, current, "jensen_shannon")
     m = (p + q) / 2.0
     js = np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))
     js /= np.log(2.0)

@@ -48,6 +48,22 @@ def finite_sorted(values: Any) -> tuple[np.ndarray, int]:
     return np.sort(kept), int(x.size - kept.size)
 
 
+def count_shares(reference: Any, current: Any, statistic: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two count (or share) vectors over the same bins, each divided by its sum.
+
+    Raises ValueError, naming ``statistic``, when they are not 1-D and of equal length
+    or when either sums to 0.
+    """
+    p = np.asarray(reference, dtype=np.float64)
+    q = np.asarray(current, dtype=np.float64)
+    if p.shape != q.shape or p.ndim != 1:
+        raise ValueError(f"{statistic}: count vectors must be 1-D and of equal length")
+    sp, sq = p.sum(), q.sum()
+    if sp <= 0 or sq <= 0:
+        raise ValueError(f"{statistic}: empty distribution")
+    return p / sp, q / sq
+
+
 def as_series(values: Any) -> pd.Series:
     """``values`` as a pandas Series (a Series is returned as it is)."""
     return values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).ravel())

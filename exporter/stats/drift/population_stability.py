@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from exporter.stats.drift.inputs import count_shares
+
 #: Default number of reference-quantile bins for the numeric PSI.
 DEFAULT_PSI_BINS = 10
 #: Smoothing added to every bin share of both distributions before the PSI.
@@ -32,16 +34,10 @@ def psi_from_counts(reference: Any, current: Any, eps: float = PSI_EPSILON) -> f
     ``PSI = sum (q - p) * ln(q / p)`` with ``p = (c_ref / n_ref + eps) / (1 + k eps)`` and
     likewise ``q``; ``k`` bins. Raises ValueError if either vector sums to 0.
     """
-    p = np.asarray(reference, dtype=np.float64)
-    q = np.asarray(current, dtype=np.float64)
-    if p.shape != q.shape or p.ndim != 1:
-        raise ValueError("psi: count vectors must be 1-D and of equal length")
-    sp, sq = p.sum(), q.sum()
-    if sp <= 0 or sq <= 0:
-        raise ValueError("psi: empty distribution")
+    p, q = count_shares(reference, current, "psi")
     k = p.size
-    p = (p / sp + eps) / (1.0 + k * eps)
-    q = (q / sq + eps) / (1.0 + k * eps)
+    p = (p + eps) / (1.0 + k * eps)
+    q = (q + eps) / (1.0 + k * eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
 
