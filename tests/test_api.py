@@ -596,7 +596,7 @@ def test_concurrent_requests_share_model_calls(
 ) -> None:
     """Concurrent single predictions are scored together; each gets its own row.
 
-    The first model call is held until the other 63 requests wait in the queue, so the
+    The first model call is held until every other request waits in the queue, so the
     batching is seen on any machine, not only when the threads happen to overlap.
     """
     bodies = customers(64, seed=9)
@@ -609,7 +609,9 @@ def test_concurrent_requests_share_model_calls(
         if not held.is_set():
             held.set()
             queue = scorer._queue
-            wait_until(lambda: queue.qsize() >= len(bodies) - 1, 60, "63 queued requests")
+            # This first batch took what was queued when the worker woke; the rest of
+            # the 64 requests queue behind it.
+            wait_until(lambda: len(jobs) + queue.qsize() >= len(bodies), 60, "every request queued")
         return process(jobs)
 
     monkeypatch.setattr(scorer, "_process", first_call_waits_for_the_rest)
@@ -637,7 +639,9 @@ def test_concurrent_requests_share_model_calls(
         for line in metrics.splitlines()
         if line.startswith("churn_api_inference_duration_seconds_count")
     )
-    assert calls == 2  # the held first request, then the 63 that queued behind it
+    # The held first batch, then one call for every request that queued behind it (one
+    # call in all if the worker woke only after all 64 had queued).
+    assert calls <= 2
 
 
 def test_feature_frame_matches_training_dtypes() -> None:
