@@ -132,6 +132,60 @@ def test_records_are_valid_request_bodies() -> None:
     assert [label for _, label in records] == (frame["Churn"] == "Yes").astype(int).tolist()
 
 
+@pytest.mark.parametrize("scenario", ["correlation", "mix"])
+def test_joint_drift_scenarios_pass_through_to_the_generator(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scenario names reach the generator, here one customer per call (rate 1/s);
+    nothing listens, so the run ends at the first predict."""
+    calls: list[dict] = []
+    real = synthetic.generate_customers
+
+    def spy(n: int, **kwargs: object):  # type: ignore[no-untyped-def]
+        frame = real(n, **kwargs)  # type: ignore[arg-type]
+        calls.append({"n": n, "rows": len(frame), **kwargs})
+        return frame
+
+    monkeypatch.setattr(synthetic, "generate_customers", spy)
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SimulationError, match="cannot reach the API"):
+        simulate(url, rate=1, duration=0.5, scenario=scenario, label_delay=0, progress=False)
+    assert calls and all(c["scenario"] == scenario for c in calls)
+    assert calls[0]["n"] == calls[0]["rows"] == 1
+
+
+@pytest.mark.parametrize("scenario", ["correlation", "mix"])
+def test_joint_drift_scenarios_are_valid_request_bodies(scenario: str) -> None:
+    """Under `correlation` a blank TotalCharges can fall at any tenure (the donor's
+    blank) and a first-month customer can carry a total: both are valid bodies."""
+    from exporter.api.models import Customer
+
+    frame = synthetic.generate_customers(3_000, seed=4, scenario=scenario)
+    records = _records(frame)
+    for body, _ in records:
+        Customer(**body)
+    if scenario == "correlation":
+        assert any(b["TotalCharges"] is None and b["tenure"] > 0 for b, _ in records)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scenario", ["correlation", "mix"])
+def test_joint_drift_scenarios_are_all_accepted(live_api: LiveApi, scenario: str) -> None:
+    result = simulate(
+        live_api.url,
+        rate=30,
+        duration=1.0,
+        scenario=scenario,
+        label_delay=0.0,
+        seed={"correlation": 9, "mix": 10}[scenario],  # disjoint customerID ranges
+        progress=False,
+    )
+    assert result.ok, result.summary()
+    assert result.sent == result.accepted == 30
+    assert result.rejected_invalid == 0
+    assert result.feedback_sent == 30
+
+
 def test_result_ok_and_summary() -> None:
     result = SimulationResult(sent=10, accepted=8, rejected_invalid=2, duration_seconds=2.0)
     assert result.ok

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
@@ -16,6 +17,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from exporter.data.churn_relation import churn_probability
 from exporter.data.synthetic import (
+    _DONORS,
     NEW_PAYMENT_METHOD,
     NEW_PAYMENT_METHOD_SHARE,
     PRICE_INCREASE,
@@ -196,7 +198,7 @@ def test_services_are_consistent(frames: dict[str, pd.DataFrame], scenario: str)
     assert (df.loc[no_phone, "InternetService"] == "DSL").all()
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "correlation"])
 def test_total_charges_track_tenure_times_monthly(
     frames: dict[str, pd.DataFrame], scenario: str
 ) -> None:
@@ -272,7 +274,7 @@ def test_labels_are_drawn_from_churn_probability(
 def test_churn_relation_is_the_same_under_covariate_shift(
     frames: dict[str, pd.DataFrame],
 ) -> None:
-    for scenario in ("gradual", "sudden", "new_payment_method"):
+    for scenario in ("gradual", "sudden", "new_payment_method", "correlation", "mix"):
         x = frames[scenario][FEATURES]
         np.testing.assert_array_equal(churn_probability(x, scenario), churn_probability(x))
     concept = churn_probability(frames["none"], "concept")
@@ -332,6 +334,149 @@ def test_concept_keeps_inputs_and_changes_labels(frames: dict[str, pd.DataFrame]
     assert rate["Two year"] > rate["Month-to-month"]
     long = concept["tenure"] >= 48
     assert _churn(concept)[long].mean() > _churn(concept)[~long].mean()
+
+
+# ------------------------------------------------------- joint drift, same marginals
+
+#: The scenarios that move the joint distribution only, and the column each one
+#: takes from an independent `none` donor.
+JOINT = {"correlation": "TotalCharges", "mix": "PaymentMethod"}
+
+
+def _frequency_p_value(a: pd.Series, b: pd.Series) -> float:
+    """Chi-square test that two samples have the same category frequencies."""
+    sample = np.repeat([0, 1], [len(a), len(b)])
+    table = pd.crosstab(sample, pd.concat([a, b]).astype(str).to_numpy())
+    return float(stats.chi2_contingency(table).pvalue)
+
+
+def _charges_correlation(df: pd.DataFrame) -> float:
+    """Pearson correlation of TotalCharges with tenure × MonthlyCharges (billed rows)."""
+    billed = df.dropna(subset=["TotalCharges"])
+    product = billed["tenure"] * billed["MonthlyCharges"]
+    return float(np.corrcoef(billed["TotalCharges"], product)[0, 1])
+
+
+def _cramers_v(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+    """Cramér's V of two categorical columns and the independence test's p-value."""
+    table = pd.crosstab(a.to_numpy(), b.to_numpy())
+    result = stats.chi2_contingency(table, correction=False)
+    v = np.sqrt(result.statistic / (table.to_numpy().sum() * (min(table.shape) - 1)))
+    return float(v), float(result.pvalue)
+
+
+@pytest.fixture(scope="module")
+def other_none() -> pd.DataFrame:
+    """A `none` sample sharing no draws with seed 11 (the `frames` seed, whose main
+    stream the joint scenarios share with `none`)."""
+    return generate_customers(N, seed=12)
+
+
+@pytest.mark.parametrize("scenario", JOINT)
+def test_joint_scenarios_keep_every_marginal(
+    frames: dict[str, pd.DataFrame], other_none: pd.DataFrame, scenario: str
+) -> None:
+    df = frames[scenario]
+    for column in FEATURES:
+        if column in schema.NUMERIC_FEATURES:
+            p = stats.ks_2samp(df[column].dropna(), other_none[column].dropna()).pvalue
+        else:
+            p = _frequency_p_value(df[column], other_none[column])
+        assert p > 0.001, (column, p)
+    # The blank TotalCharges is part of the marginal too.
+    p = _frequency_p_value(df["TotalCharges"].isna(), other_none["TotalCharges"].isna())
+    assert p > 0.001, p
+
+
+@pytest.mark.parametrize(("scenario", "donor_column"), JOINT.items())
+def test_joint_scenarios_replace_only_the_donor_column(
+    frames: dict[str, pd.DataFrame], scenario: str, donor_column: str
+) -> None:
+    none, df = frames["none"], frames[scenario]
+    others = [c for c in INPUT_COLUMNS if c != donor_column]
+    pd.testing.assert_frame_equal(df[others], none[others])
+    changed = (df[donor_column] != none[donor_column]).mean()
+    assert changed > (0.99 if donor_column == "TotalCharges" else 0.6), changed
+
+
+def test_correlation_decouples_total_charges_from_tenure_and_monthly(
+    frames: dict[str, pd.DataFrame],
+) -> None:
+    none, df = frames["none"], frames["correlation"]
+    assert _charges_correlation(none) > 0.95
+    assert abs(_charges_correlation(df)) < 0.05
+    billed = df.dropna(subset=["TotalCharges"])
+    for column in ("tenure", "MonthlyCharges"):
+        assert abs(np.corrcoef(billed["TotalCharges"], billed[column])[0, 1]) < 0.05, column
+    # The blank no longer marks the first month: it is the donor's.
+    assert ((df["TotalCharges"].isna()) != (df["tenure"] == 0)).sum() > 10
+    # TotalCharges is not an input of the churn relation: the labels are none's.
+    np.testing.assert_array_equal(_churn(df), _churn(none))
+
+
+def test_mix_breaks_the_contract_payment_method_link(frames: dict[str, pd.DataFrame]) -> None:
+    none, df = frames["none"], frames["mix"]
+    v_none, p_none = _cramers_v(none["Contract"], none["PaymentMethod"])
+    v_mix, _ = _cramers_v(df["Contract"], df["PaymentMethod"])
+    assert p_none < 1e-100  # measured V about 0.28 at 20,000 rows
+    assert v_none > 0.2
+    assert v_mix < 0.05
+    v_paperless, _ = _cramers_v(df["PaperlessBilling"], df["PaymentMethod"])
+    assert v_paperless < 0.05  # 0.25 under none
+    # Paying automatically no longer goes with a long tenure.
+    automatic = df["PaymentMethod"].str.contains("automatic").to_numpy()
+    assert abs(df["tenure"][automatic].mean() - df["tenure"][~automatic].mean()) < 2
+    automatic = none["PaymentMethod"].str.contains("automatic").to_numpy()
+    assert none["tenure"][automatic].mean() > none["tenure"][~automatic].mean() + 15
+
+
+@pytest.mark.parametrize("scenario", JOINT)
+def test_joint_scenarios_are_deterministic_and_work_row_by_row(
+    none_df: pd.DataFrame, scenario: str
+) -> None:
+    column = JOINT[scenario]
+    a = generate_customers(300, seed=5, scenario=scenario)
+    pd.testing.assert_frame_equal(a, generate_customers(300, seed=5, scenario=scenario))
+    b = generate_customers(300, seed=6, scenario=scenario)
+    assert not a[column].equals(b[column])
+    one = generate_customers(1, seed=5, scenario=scenario, id_offset=7)
+    assert tuple(one.columns) == schema.ALL_COLUMNS and len(one) == 1
+    assert one.dtypes.equals(none_df.dtypes)
+    pd.testing.assert_frame_equal(
+        one, generate_customers(1, seed=5, scenario=scenario, id_offset=7)
+    )
+    empty = generate_customers(0, seed=5, scenario=scenario)
+    assert empty.dtypes.equals(none_df.dtypes) and len(empty) == 0
+
+
+def _one_row_batches(scenario: str, count: int = 300) -> pd.DataFrame:
+    """`count` customers generated one per call, as the simulator does at low rates."""
+    batches = [generate_customers(1, seed=s, scenario=scenario, id_offset=s) for s in range(count)]
+    return pd.concat(batches, ignore_index=True)
+
+
+def test_one_row_batches_of_correlation_are_decoupled() -> None:
+    assert _charges_correlation(_one_row_batches("none")) > 0.95
+    assert abs(_charges_correlation(_one_row_batches("correlation"))) < 0.2
+
+
+def test_one_row_batches_of_mix_are_independent() -> None:
+    none, mix = _one_row_batches("none"), _one_row_batches("mix")
+    assert _cramers_v(none["Contract"], none["PaymentMethod"])[1] < 0.001
+    assert _cramers_v(mix["Contract"], mix["PaymentMethod"])[1] > 0.001
+
+
+@pytest.mark.parametrize("scenario", JOINT)
+def test_donor_stream_is_not_another_seeds_stream(scenario: str) -> None:
+    """The donor comes from ``SeedSequence(seed, spawn_key=(key,))``: not the seed's
+    own main stream, nor a nearby seed's (``seed + 1``), nor the entropy list
+    ``[seed, key]``, which is the main stream of the plain seed ``seed + key * 2**32``."""
+    column, key = _DONORS[scenario]
+    seed = 5
+    donor = generate_customers(200, seed=seed, scenario=scenario)[column]
+    candidates = [*range(0, 12), seed + key * 2**32, seed + 2**32]
+    for other in candidates:
+        assert not donor.equals(generate_customers(200, seed=other)[column]), other
 
 
 # ------------------------------------------------------------------ model quality

@@ -44,16 +44,45 @@ Scenarios (:data:`exporter.domain.scenarios.SCENARIOS`):
     security or support, age, paperless billing) stay. The churn rate stays near
     26.5 %, so only the relation changes; a logistic regression trained on ``none``
     loses about 19 points of accuracy (0.81 to 0.62).
+``correlation``
+    Joint drift that no per-feature test can see: every row's TotalCharges is the
+    TotalCharges of an independently drawn ``none`` customer (a "donor", see below),
+    so it no longer follows the row's own tenure × MonthlyCharges. Each column's
+    marginal is exactly ``none``'s, for any batch size down to one row; only the
+    joint distribution moves. Pearson correlation of TotalCharges with tenure ×
+    MonthlyCharges (20,000 rows, seeds 11-20): 0.99995 under ``none``, between -0.01
+    and 0.015 here (with tenure alone 0.82 and about 0). The blank TotalCharges
+    no longer marks tenure 0: it falls where the donor's tenure is 0, about 0.16 %
+    of rows either way. Since TotalCharges is not an input of the churn relation, the
+    labels are those of ``none`` with the same seed.
+``mix``
+    Joint drift of the categories: every row's PaymentMethod is that of an
+    independent ``none`` donor, so its marginal is unchanged but its link with
+    Contract, PaperlessBilling and tenure is broken (about 74 % of the rows change
+    payment method against ``none`` with the same seed). Cramér's V of Contract ×
+    PaymentMethod (20,000 rows, seeds 11-20) is 0.27-0.29 under ``none`` and
+    0.003-0.018 here, PaperlessBilling × PaymentMethod 0.24-0.25 against under
+    0.016; electronic check is 47 % of month-to-month and 12 % of two-year
+    contracts under ``none``, about 33 % of both here. Through the unchanged
+    ``P(churn | x)`` the churn rate falls a little, 26.5 % to 25.9 % on average
+    (electronic check moves away from the riskiest contracts), so the label's
+    marginal moves even though no input's does.
 
-Under the covariate-shift scenarios (``gradual``, ``sudden``, ``new_payment_method``)
-``P(churn | x)`` is the same function as under ``none``: only the distribution of
-``x`` moves, which is what a label-free performance estimate assumes. The new payment
-method gets the churn effect of an automatic payment.
+Under the covariate-shift scenarios (``gradual``, ``sudden``, ``new_payment_method``,
+``correlation``, ``mix``) ``P(churn | x)`` is the same function as under ``none``: only
+the distribution of ``x`` moves, which is what a label-free performance estimate
+assumes. The new payment method gets the churn effect of an automatic payment.
 
 Randomness is drawn in a fixed order that does not depend on the scenario and each
 value is an inverse-CDF transform of its own uniform draw, so runs with the same seed
-are coupled: ``concept`` has the very same features as ``none``, and the shifted
-scenarios move only the rows that the shift reaches.
+are coupled: ``concept`` has the very same features as ``none``, the shifted
+scenarios move only the rows that the shift reaches, and ``correlation`` and ``mix``
+differ from ``none`` in their donor column only (and, for ``mix``, the labels that
+depend on it). The donors are ``none`` customers drawn from a second stream of
+their own, ``SeedSequence(seed, spawn_key=(key,))`` with one key per scenario: it
+takes nothing from the main stream (every other scenario's output is unchanged) and,
+unlike an entropy list ``[seed, key]`` (which is the stream of the plain seed
+``seed + key * 2**32``), it is not the main stream of any seed below 2**128.
 
 customerID has the export's shape ("7590-VHVEG": four digits, a dash, five capital
 letters; :mod:`exporter.data.customer_ids`). It is a fixed bijection of the row's
@@ -92,6 +121,14 @@ PRICE_INCREASE = 0.15
 NEW_CUSTOMER_EXTRA_SHARE = 0.20
 LOYAL_CUSTOMER_CUT = 0.60
 MONTH_TO_MONTH_LOGIT_SHIFT = 1.0
+
+#: Joint-distribution scenarios: the column taken from an independent ``none``
+#: "donor" customer, and the spawn key of the donor's random stream
+#: ``SeedSequence(seed, spawn_key=(key,))`` (see the module docstring).
+_DONORS: dict[str, tuple[str, int]] = {
+    "correlation": ("TotalCharges", 0x436F_7272),  # "Corr"
+    "mix": ("PaymentMethod", 0x004D_6978),  # "Mix"
+}
 
 _MAX_TENURE = 72
 _TENURE_ZERO_SHARE = 0.0016
@@ -133,7 +170,8 @@ def _str_series(values: np.ndarray) -> pd.Series:
 # Every draw is one call of ``draw()`` (n uniforms) or ``rng.standard_normal(n)``, in
 # this fixed order whatever the scenario: demographics, tenure, services, contract and
 # billing, charges, churn. A helper takes its draws in that order; reordering them
-# changes every customer of every seed.
+# changes every customer of every seed. The donors of ``correlation`` and ``mix`` come
+# from a stream of their own (``_DONORS``), after the main stream's draws.
 
 
 class _Draw:
@@ -277,6 +315,21 @@ def _charges(
     return monthly.astype(np.float64), total.astype(np.float64)
 
 
+def _draw_features(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.ndarray]:
+    """Every input of ``n`` customers, drawn from ``rng`` in the fixed order: the
+    demographics' booleans, tenure, the service and billing codes, MonthlyCharges and
+    TotalCharges (keyed by column name, the demographics as ``male``, ``senior``,
+    ``partner``, ``dependents``)."""
+    draw = _Draw(rng, n)
+    people = _demographics(draw)
+    tenure = _tenure(draw, people["partner"], shift)
+    s = tenure / _MAX_TENURE
+    codes = _services(draw, people["senior"], s)
+    codes.update(_billing(draw, people["senior"], s, codes["InternetService"], shift))
+    monthly, total = _charges(rng, codes, tenure, shift)
+    return {**people, **codes, "tenure": tenure, "MonthlyCharges": monthly, "TotalCharges": total}
+
+
 def _check_arguments(n: int, scenario: str, progress: float) -> None:
     check_scenario(scenario)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
@@ -297,46 +350,45 @@ def generate_customers(
 
     ``progress`` (in [0, 1]) is how far the ``gradual`` drift has advanced; other
     scenarios ignore it. Dtypes: SeniorCitizen and tenure int64, MonthlyCharges and
-    TotalCharges float64 (TotalCharges NaN where tenure is 0, as the export's blank),
-    everything else pandas' default string dtype.
+    TotalCharges float64 (TotalCharges NaN where tenure is 0, as the export's blank;
+    under ``correlation`` where the donor's tenure is 0), everything else pandas'
+    default string dtype.
     """
     _check_arguments(n, scenario, progress)
     n = int(n)
     shift = {"gradual": float(progress), "sudden": 1.0}.get(scenario, 0.0)
     rng = np.random.default_rng(seed)
-    draw = _Draw(rng, n)
-    people = _demographics(draw)
-    tenure = _tenure(draw, people["partner"], shift)
-    s = tenure / _MAX_TENURE
-    codes = _services(draw, people["senior"], s)
-    codes.update(_billing(draw, people["senior"], s, codes["InternetService"], shift))
-    monthly, total = _charges(rng, codes, tenure, shift)
-    u_churn = draw()
+    values = _draw_features(rng, n, shift)
+    u_churn = rng.random(n)
+    if scenario in _DONORS:
+        column, key = _DONORS[scenario]
+        donor_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+        values[column] = _draw_features(donor_rng, n, 0.0)[column]
 
     pay_values = _CAT["PaymentMethod"]
     if scenario == "new_payment_method":
         pay_values = (*pay_values, NEW_PAYMENT_METHOD)
-        new_pay = codes["u_new_pay"] < NEW_PAYMENT_METHOD_SHARE
-        codes["PaymentMethod"] = np.where(new_pay, len(pay_values) - 1, codes["PaymentMethod"])
+        new_pay = values["u_new_pay"] < NEW_PAYMENT_METHOD_SHARE
+        values["PaymentMethod"] = np.where(new_pay, len(pay_values) - 1, values["PaymentMethod"])
 
     yes_no = schema.YES_NO
     frame = pd.DataFrame(
         {
             schema.ID_COLUMN: _str_series(customer_ids(id_offset, n)),
-            "gender": _category_series(people["male"], _CAT["gender"]),
-            "SeniorCitizen": pd.Series(people["senior"].astype(np.int64)),
-            "Partner": _category_series(people["partner"], yes_no),
-            "Dependents": _category_series(people["dependents"], yes_no),
-            "tenure": pd.Series(tenure),
+            "gender": _category_series(values["male"], _CAT["gender"]),
+            "SeniorCitizen": pd.Series(values["senior"].astype(np.int64)),
+            "Partner": _category_series(values["partner"], yes_no),
+            "Dependents": _category_series(values["dependents"], yes_no),
+            "tenure": pd.Series(values["tenure"]),
             **{
-                name: _category_series(codes[name], _CAT[name])
+                name: _category_series(values[name], _CAT[name])
                 for name in ("PhoneService", "MultipleLines", "InternetService", *_ADDON_PARAMS)
             },
-            "Contract": _category_series(codes["Contract"], _CAT["Contract"]),
-            "PaperlessBilling": _category_series(codes["PaperlessBilling"], yes_no),
-            "PaymentMethod": _category_series(codes["PaymentMethod"], pay_values),
-            "MonthlyCharges": pd.Series(monthly),
-            "TotalCharges": pd.Series(total),
+            "Contract": _category_series(values["Contract"], _CAT["Contract"]),
+            "PaperlessBilling": _category_series(values["PaperlessBilling"], yes_no),
+            "PaymentMethod": _category_series(values["PaymentMethod"], pay_values),
+            "MonthlyCharges": pd.Series(values["MonthlyCharges"]),
+            "TotalCharges": pd.Series(values["TotalCharges"]),
         },
         columns=[schema.ID_COLUMN, *schema.FEATURES],
     )
