@@ -44,6 +44,21 @@ class FeatureRule(_Strict):
     threshold: Annotated[float, Field(gt=0.0)]
 
 
+class MultivariateConfig(_Strict):
+    """Multivariate drift and unusual rows (:mod:`exporter.stats.multivariate`)."""
+
+    enabled: bool = True
+    #: Share of the reference variance the principal components keep (NannyML's 65 %).
+    variance_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.65
+    #: Wanted share of no-drift windows that the multivariate decision flags, and that
+    #: the unusual-row verdict flags.
+    false_alarm_rate: Annotated[float, Field(gt=0.0, le=0.2)] = 0.01
+    #: Share of reference-like rows called unusual (sets the per-row cut-off).
+    unusual_rate: Annotated[float, Field(gt=0.0, le=0.2)] = 0.01
+    #: Most window rows (and so reference rows) the domain classifier sees: its cost cap.
+    domain_classifier_max_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 5000
+
+
 class DataDriftConfig(_Strict):
     enabled: bool = True
     #: The dataset drift score (share of decided features that drifted) above which the
@@ -55,6 +70,7 @@ class DataDriftConfig(_Strict):
     psi_bins: Annotated[int, Field(ge=2, le=100)] = 10
     #: Below this many current rows no drift decision is made.
     min_window_rows: Annotated[int, Field(ge=1)] = 300
+    multivariate: MultivariateConfig = MultivariateConfig()
 
 
 class PerformanceThresholds(_Strict):

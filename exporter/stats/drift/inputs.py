@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ def as_series(values: Any) -> pd.Series:
     return values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).ravel())
 
 
-def _category_key(value: Any) -> str | None:
+def category_key(value: Any) -> str | None:
     """The canonical category key of one value; None for missing."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
@@ -104,7 +105,19 @@ def category_keys(values: Any) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for raw, count in _raw_value_counts(as_series(values)):
-        key = _category_key(raw)
+        key = category_key(raw)
         if key is not None:
             counts[key] = counts.get(key, 0) + int(count)
     return counts
+
+
+def category_codes(values: Any, categories: Sequence[str]) -> np.ndarray:
+    """Per row, the index in ``categories`` (canonical keys) of the row's category key;
+    -1 for a missing value or a category not listed.
+
+    Raw values are factorised first, so the Python work is per distinct value.
+    """
+    codes, uniques = pd.factorize(as_series(values), use_na_sentinel=True)
+    index: dict[str | None, int] = {key: i for i, key in enumerate(categories)}
+    lookup = np.array([index.get(category_key(u), -1) for u in uniques] + [-1], dtype=np.int64)
+    return lookup[codes]  # a missing value's code -1 picks the trailing -1
