@@ -132,6 +132,8 @@ def test_the_issue_alerts_exist_with_their_severity_and_type() -> None:
         ("ChurnDataDriftDetected", "warning", "DATA_DRIFT"),
         ("ChurnDataDriftDetected", "critical", "DATA_DRIFT"),
         ("ChurnFeatureDrift", "info", "DATA_DRIFT"),
+        ("ChurnMultivariateDrift", "warning", "DATA_DRIFT"),
+        ("ChurnUnusualInputs", "warning", "DATA_DRIFT"),
         ("ChurnModelDegradation", "warning", "MODEL_DEGRADATION"),
         ("ChurnModelThresholdBreach", "critical", "THRESHOLD_BREACH"),
         ("ChurnEstimatedPerformanceDrop", "warning", "THRESHOLD_BREACH"),

@@ -15,6 +15,7 @@ from exporter.config import load_config
 from exporter.data.loader import load_customers
 from exporter.stats import drift
 from exporter.stats.decision import assess
+from exporter.stats.multivariate import assess_multivariate, fit_multivariate
 
 from .support import Process, churn_monitor, free_port, http_get, wait_until
 
@@ -153,6 +154,33 @@ def test_scrape_has_every_drift_family_equal_to_the_statistics(exporter, workdir
                 assert got == pytest.approx(want, rel=1e-12, abs=1e-300), (family, f.feature)
         assert value(samples, "churn_feature_drifted", **labels) == float(f.drifted)
     assert value(samples, "churn_exporter_job_success", task="drift") == 1.0
+
+    mv_config = config.data_drift_monitoring.multivariate
+    joint = assess_multivariate(
+        fit_multivariate(
+            reference,
+            config.features.numeric,
+            config.features.categorical,
+            variance_share=mv_config.variance_share,
+            unusual_rate=mv_config.unusual_rate,
+        ),
+        load_customers(current).frame,
+        min_window_rows=config.data_drift_monitoring.min_window_rows,
+        false_alarm_rate=mv_config.false_alarm_rate,
+        max_rows=mv_config.domain_classifier_max_rows,
+    )
+    assert joint.drifted is True  # the sudden shift moves the joint distribution too
+    for family, want in (
+        ("churn_multivariate_drift_reconstruction_error", joint.reconstruction_error),
+        ("churn_multivariate_drift_reconstruction_error_threshold", joint.reconstruction_threshold),
+        ("churn_multivariate_drift_domain_auc", joint.domain_auc),
+        ("churn_multivariate_drift_domain_auc_threshold", joint.domain_auc_threshold),
+        ("churn_multivariate_drifted", 1.0),
+        ("churn_unusual_rows_ratio", joint.unusual_ratio),
+        ("churn_unusual_rows_ratio_expected", mv_config.unusual_rate),
+        ("churn_unusual_rows_ratio_threshold", joint.unusual_threshold),
+    ):
+        assert value(samples, family, model=model) == pytest.approx(want, rel=1e-9), family
 
 
 def test_ready_only_after_the_first_snapshot(exporter) -> None:

@@ -20,6 +20,7 @@ from exporter.domain.metrics import METRICS
 from exporter.domain.model import ModelRef
 from exporter.model.studies import StudyProgress
 from exporter.monitor.store import JobHealth, SnapshotStore
+from exporter.stats.multivariate import MultivariateDrift
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
 _SCHEDULED = "Computed on a schedule; the last finished run is served."
@@ -35,6 +36,14 @@ def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> N
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return
     family.add_metric(labels, float(value))
+
+
+def _per_model(model: str, rows: Iterable[tuple[str, str, float | None]]) -> Iterator[Metric]:
+    """One family per (name, doc, value), labelled only ``model``."""
+    for name, doc, value in rows:
+        family = _gauge(name, doc, ["model"])
+        _add(family, [model], value)
+        yield family
 
 
 def drift_families(snap: DriftSnapshot) -> Iterator[Metric]:
@@ -105,10 +114,57 @@ def drift_families(snap: DriftSnapshot) -> Iterator[Metric]:
         ("churn_window_rows", "Rows in the current window.", result.n_current),
         ("churn_reference_rows", "Rows in the reference.", result.n_reference),
     ]
-    for name, doc, value in per_model:
-        family = _gauge(name, doc, ["model"])
-        _add(family, [model], value)
-        yield family
+    yield from _per_model(model, per_model)
+    if snap.multivariate is not None:
+        yield from multivariate_families(model, snap.multivariate)
+
+
+def multivariate_families(model: str, mv: MultivariateDrift) -> Iterator[Metric]:
+    """Multivariate drift and unusual-row families (exporter.stats.multivariate)."""
+    drifted = None if mv.drifted is None else float(mv.drifted)
+    per_model: list[tuple[str, str, float | None]] = [
+        (
+            "churn_multivariate_drift_reconstruction_error",
+            "Mean PCA reconstruction error of the window's rows (encoded units).",
+            mv.reconstruction_error,
+        ),
+        (
+            "churn_multivariate_drift_reconstruction_error_threshold",
+            "Reconstruction error above which the window drifted, from the reference.",
+            mv.reconstruction_threshold,
+        ),
+        (
+            "churn_multivariate_drift_domain_auc",
+            "Held-out ROC AUC of a classifier telling window rows from reference rows.",
+            mv.domain_auc,
+        ),
+        (
+            "churn_multivariate_drift_domain_auc_threshold",
+            "Domain classifier AUC above which the window drifted (no-drift bound).",
+            mv.domain_auc_threshold,
+        ),
+        (
+            "churn_multivariate_drifted",
+            "1 if either multivariate method says drift, 0 if not; absent while undecided.",
+            drifted,
+        ),
+        (
+            "churn_unusual_rows_ratio",
+            "Share of window rows unlike the reference (error above the per-row cut-off).",
+            mv.unusual_ratio,
+        ),
+        (
+            "churn_unusual_rows_ratio_expected",
+            "Share of reference-like rows called unusual, from config.",
+            mv.unusual_expected,
+        ),
+        (
+            "churn_unusual_rows_ratio_threshold",
+            "Unusual-row share above which the window has too many unusual rows.",
+            mv.unusual_threshold,
+        ),
+    ]
+    yield from _per_model(model, per_model)
 
 
 def performance_families(snap: PerformanceSnapshot) -> Iterator[Metric]:
@@ -180,10 +236,7 @@ def performance_families(snap: PerformanceSnapshot) -> Iterator[Metric]:
             snap.revenue_at_risk,
         ),
     ]
-    for name, doc, value in per_model:
-        family = _gauge(name, doc, ["model"])
-        _add(family, [model], value)
-        yield family
+    yield from _per_model(model, per_model)
 
 
 def optuna_families(studies: tuple[StudyProgress, ...]) -> Iterator[Metric]:

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def drift_report(snapshot: DriftSnapshot) -> dict[str, Any]:
             }
             for f in result.features
         ],
+        "multivariate": None if snapshot.multivariate is None else asdict(snapshot.multivariate),
     }
 
 

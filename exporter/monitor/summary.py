@@ -8,6 +8,7 @@ from typing import Any
 from exporter.domain.metrics import METRICS
 from exporter.model.studies import StudyProgress
 from exporter.monitor.store import SnapshotStore
+from exporter.stats.multivariate import MultivariateDrift
 from exporter.stats.performance import degradation
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
@@ -40,7 +41,25 @@ def format_drift(snap: DriftSnapshot) -> str:
         )
     else:
         lines.append(f"No drift decision: {r.reason}")
+    if snap.multivariate is not None:
+        lines.extend(_multivariate_lines(snap.multivariate))
     return "\n".join(lines)
+
+
+def _multivariate_lines(mv: MultivariateDrift) -> list[str]:
+    """The two multivariate statistics with their bounds, the verdict, unusual rows."""
+    if mv.drifted is None:
+        verdict = f"no decision ({mv.reason})"
+    else:
+        verdict = "DRIFT DETECTED" if mv.drifted else "no multivariate drift"
+    unusual = "-" if mv.unusual_ratio is None else f"{mv.unusual_ratio:.2%}"
+    bound = "-" if mv.unusual_threshold is None else f"{mv.unusual_threshold:.2%}"
+    return [
+        f"Multivariate: reconstruction error {_num(mv.reconstruction_error)} "
+        f"(threshold {_num(mv.reconstruction_threshold)}), domain classifier AUC "
+        f"{_num(mv.domain_auc)} (threshold {_num(mv.domain_auc_threshold)}): {verdict}",
+        f"Unusual rows: {unusual} (expected {mv.unusual_expected:.2%}, threshold {bound})",
+    ]
 
 
 def format_performance(snap: PerformanceSnapshot) -> str:

@@ -12,18 +12,20 @@ from dataclasses import dataclass
 
 from exporter.domain.model import ModelRef
 from exporter.stats.decision import DatasetDrift
+from exporter.stats.multivariate import MultivariateDrift
 from exporter.stats.performance import MetricSet
 
 
 @dataclass(frozen=True)
 class DriftSnapshot:
-    """One finished data-drift computation."""
+    """One finished data-drift computation; ``multivariate`` is None when it is off."""
 
     model: ModelRef
     result: DatasetDrift
     critical_threshold: float
     min_window_rows: int
     taken_at: float
+    multivariate: MultivariateDrift | None = None
 
 
 @dataclass(frozen=True)

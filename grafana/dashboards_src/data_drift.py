@@ -219,6 +219,106 @@ def _status_row(builder: Any) -> Any:
     )
 
 
+#: The multivariate decision as text (absent while undecided: the stat's no-value text).
+MULTIVARIATE_TEXT = {"0": ("no drift", GREEN), "1": ("drifted", RED)}
+
+
+def _multivariate_row(builder: Any) -> Any:
+    """The whole-row view: reconstruction error, domain classifier, unusual rows
+    (exporter/stats/multivariate; the ChurnMultivariateDrift and ChurnUnusualInputs
+    alerts)."""
+    return (
+        builder.with_row(row("Multivariate drift and unusual inputs"))
+        .with_panel(
+            stat(
+                "Multivariate drift decision",
+                "What the ChurnMultivariateDrift alert sees (churn_multivariate_drifted): "
+                "drifted when the window's mean reconstruction error or the domain "
+                "classifier's AUC is above its threshold, no drift when neither is. The "
+                "alert fires after 5 minutes in the drifted state. Undecided: the current "
+                "window is smaller than min_window_rows.",
+                [query(f"churn_multivariate_drifted{{{M}}}", "decision", instant=True)],
+                mappings=value_text(MULTIVARIATE_TEXT),
+                thresholds=steps((None, GREEN), (1, RED)),
+                no_value="undecided",
+                span=4,
+                height=8,
+            )
+        )
+        .with_panel(
+            timeseries(
+                "Reconstruction error and threshold",
+                "Mean PCA reconstruction error of the window's rows after each drift run: "
+                "how far the rows lie from the principal subspace of the reference, in "
+                "encoded units (reference standard deviations, 0/1 per category). It grows "
+                "when the features stop relating as in the reference, even if each one "
+                "alone looks as usual. Above the threshold (dashed; computed from the "
+                "reference at the window's size) the window counts as drifted.",
+                [
+                    query(
+                        f"churn_multivariate_drift_reconstruction_error{{{M}}}",
+                        "mean error",
+                        ref="A",
+                    ),
+                    query(
+                        f"churn_multivariate_drift_reconstruction_error_threshold{{{M}}}",
+                        "threshold",
+                        ref="B",
+                    ),
+                ],
+                min_value=0,
+                decimals=3,
+                span=10,
+                height=8,
+            ).override_by_name("threshold", reference_line(RED))
+        )
+        .with_panel(
+            timeseries(
+                "Domain classifier AUC and threshold",
+                "Held-out ROC AUC of a classifier trained to tell the window's rows from "
+                "the reference's: 0.5 when it cannot (the two look alike), 1 when it tells "
+                "every window row apart. Above the threshold (dashed; what a no-drift "
+                "window of the same size reaches at most, bar the false-alarm rate) the "
+                "window counts as drifted. No value while either side has fewer than 4 rows.",
+                [
+                    query(f"churn_multivariate_drift_domain_auc{{{M}}}", "domain AUC", ref="A"),
+                    query(
+                        f"churn_multivariate_drift_domain_auc_threshold{{{M}}}",
+                        "threshold",
+                        ref="B",
+                    ),
+                ],
+                max_value=1,
+                decimals=3,
+                span=10,
+                height=8,
+            ).override_by_name("threshold", reference_line(RED))
+        )
+        .with_panel(
+            timeseries(
+                "Unusual rows: share, expected and threshold",
+                "Share of the window's rows whose reconstruction error is above the per-row "
+                "cut-off set on the reference, beside the share expected of reference-like "
+                "rows (multivariate.unusual_rate) and the threshold for a window of this "
+                "size (dashed). Above the threshold for 5 minutes, ChurnUnusualInputs "
+                "fires: look at the prediction log's most unusual rows (anomaly_score).",
+                [
+                    query(f"churn_unusual_rows_ratio{{{M}}}", "unusual share", ref="A"),
+                    query(f"churn_unusual_rows_ratio_expected{{{M}}}", "expected", ref="B"),
+                    query(f"churn_unusual_rows_ratio_threshold{{{M}}}", "threshold", ref="C"),
+                ],
+                unit="percentunit",
+                min_value=0,
+                decimals=1,
+                span=24,
+                height=8,
+            )
+            .override_by_name("expected", reference_line(BLUE))
+            .override_by_name("threshold", reference_line(RED))
+        )
+    )
+
+
 def _feature_table() -> Any:
     targets = [
         query(f"{family}{{{M}}}", ref=chr(ord("A") + i), table=True)
@@ -390,12 +490,14 @@ def _alerts_row(builder: Any) -> Any:
     alerts = table(
         "Firing drift alerts",
         "Drift alerts Prometheus is firing now for this model (ChurnDataDriftDetected at "
-        "warning or critical severity, ChurnFeatureDrift per feature), from the ALERTS "
-        "series. Empty is good. Pending alerts (condition true for less than 5 minutes) are "
-        "not listed; the service dashboard shows them.",
+        "warning or critical severity, ChurnFeatureDrift per feature, "
+        "ChurnMultivariateDrift, ChurnUnusualInputs), from the ALERTS series. Empty is "
+        "good. Pending alerts (condition true for less than 5 minutes) are not listed; the "
+        "service dashboard shows them.",
         [
             query(
-                'ALERTS{alertname=~"ChurnDataDrift.*|ChurnFeatureDrift", '
+                'ALERTS{alertname=~"ChurnDataDrift.*|ChurnFeatureDrift|ChurnMultivariateDrift'
+                '|ChurnUnusualInputs", '
                 f'alertstate="firing", {M}}}',
                 ref="A",
                 table=True,
@@ -420,8 +522,9 @@ def build() -> dict[str, Any]:
             UID_DATA_DRIFT,
             "Churn – Data Drift",
             "Data drift of the churn model's inputs: the dataset drift score against its "
-            "thresholds, per-feature statistics and decisions, window sizes and the drift "
-            "alerts. Values change once per drift-job run (every 30 minutes by default).",
+            "thresholds, multivariate drift and unusual rows, per-feature statistics and "
+            "decisions, window sizes and the drift alerts. Values change once per drift-job "
+            "run (every 30 minutes by default).",
         )
         .with_variable(model_variable())
         .with_variable(feature_variable(multi=True))
@@ -441,6 +544,7 @@ def build() -> dict[str, Any]:
         )
     )
     builder = _status_row(builder)
+    builder = _multivariate_row(builder)
     builder = _feature_rows(builder)
     builder = _alerts_row(builder)
     return finalize(builder)
