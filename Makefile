@@ -57,6 +57,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/drift_speed.py
+	$(BIN)/python benchmarks/multivariate_speed.py
 
 # Re-pin after changing dependencies: the versions the suite passed with.
 constraints: $(STAMP)

@@ -12,7 +12,7 @@ from scipy.stats import norm, rankdata
 from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold
 
 from exporter.stats.multivariate import (
     assess_multivariate,
@@ -110,14 +110,17 @@ def _two_groups(shift: float, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
     return rng.standard_normal((n, 3)), rng.standard_normal((n, 3)) + shift
 
 
-def test_domain_auc_equals_the_same_split_and_classifier_used_directly() -> None:
+def test_domain_auc_equals_the_same_halves_and_classifier_used_directly() -> None:
     reference, window = _two_groups(0.5)
     auc, n1, n2 = domain_auc(reference, window, seed=4)
     x = np.vstack([reference, window])
     y = np.r_[np.zeros(400), np.ones(400)]
-    x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=0.5, stratify=y, random_state=4)
-    clf = HistGradientBoostingClassifier(random_state=4, **CLASSIFIER_PARAMS).fit(x_fit, y_fit)
-    assert auc == pytest.approx(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1]))
+    aucs = []
+    for fit, test in StratifiedKFold(2, shuffle=True, random_state=4).split(x, y):
+        clf = HistGradientBoostingClassifier(random_state=4, **CLASSIFIER_PARAMS)
+        clf.fit(x[fit], y[fit])
+        aucs.append(roc_auc_score(y[test], clf.predict_proba(x[test])[:, 1]))
+    assert auc == pytest.approx(np.mean(aucs))
     assert (n1, n2) == (200, 200)
     assert 0.6 < auc < 0.95
 
@@ -125,8 +128,8 @@ def test_domain_auc_equals_the_same_split_and_classifier_used_directly() -> None
 def test_domain_auc_separates_disjoint_groups_and_subsamples_to_the_cap() -> None:
     reference, window = _two_groups(10.0, n=1000)
     auc, n1, n2 = domain_auc(reference, window, max_rows=300)
-    assert auc == 1.0
-    assert (n1, n2) == (150, 150)  # 300 of each side, half held out
+    assert auc is not None and auc > 0.99
+    assert (n1, n2) == (150, 150)  # 300 of each side, in two halves
 
 
 def test_domain_auc_needs_a_few_rows_on_each_side() -> None:
@@ -234,3 +237,18 @@ def test_profile_rejects_a_tiny_reference_and_a_bad_rate() -> None:
         fit_multivariate(_butterfly(9, 0, 1.0), ["x1", "x2"], [])
     with pytest.raises(ValueError, match="unusual_rate"):
         fit_multivariate(_butterfly(100, 0, 1.0), ["x1", "x2"], [], unusual_rate=0.0)
+
+
+def test_the_same_window_always_gets_the_same_answer(butterfly_profile) -> None:  # type: ignore[no-untyped-def]
+    window = _butterfly(500, 5, 1.0)
+    first = assess_multivariate(butterfly_profile, window, min_window_rows=300)
+    again = assess_multivariate(butterfly_profile, window.copy(), min_window_rows=300)
+    assert first == again
+
+
+def test_cross_fitted_errors_describe_new_rows(butterfly_profile) -> None:  # type: ignore[no-untyped-def]
+    """The out-of-fold reference errors match the errors of fresh rows: their mean is
+    within 3 standard errors of the mean over 20,000 new rows."""
+    fresh = butterfly_profile.row_scores(_butterfly(20_000, 6, 1.0)).score
+    standard_error = butterfly_profile.error_sd * math.sqrt(1 / 20_000 + 1 / 2000)
+    assert abs(fresh.mean() - butterfly_profile.error_mean) < 3 * standard_error

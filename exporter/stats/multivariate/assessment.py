@@ -29,8 +29,10 @@ columns are handled by the encoding (:mod:`.encoding`).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from exporter.stats.multivariate import thresholds
@@ -76,9 +78,16 @@ def assess_multivariate(
     min_window_rows: int,
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
     max_rows: int = DEFAULT_MAX_ROWS,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> MultivariateDrift:
-    """Compare ``current`` with ``profile`` and decide (module notes)."""
+    """Compare ``current`` with ``profile`` and decide (module notes).
+
+    ``seed`` drives the domain classifier's subsampling and split; by default it is a
+    checksum of the encoded window, so the same window always gets the same answer
+    while different windows meet different reference subsamples. (One fixed seed would
+    compare every window with the same reference rows, and an odd draw of those would
+    raise the false-alarm rate of every window at once.)
+    """
     n, m = len(current), profile.n_rows
     alpha = false_alarm_rate
     thresholds.mean_upper_bound(0.0, 0.0, 1, 1, alpha)  # a bad rate fails before any work
@@ -102,6 +111,8 @@ def assess_multivariate(
     errors = profile.reconstruction.errors(matrix)
     error = float(errors.mean())
     error_bound = thresholds.mean_upper_bound(profile.error_mean, profile.error_sd, n, m, alpha / 2)
+    if seed is None:
+        seed = zlib.crc32(np.ascontiguousarray(matrix).tobytes())
     auc, n1, n2 = domain_auc(profile.matrix, matrix, max_rows=max_rows, seed=seed)
     auc_bound = None if auc is None else thresholds.auc_upper_bound(n1, n2, alpha / 2)
     unusual = float((errors > profile.unusual_cutoff).mean())

@@ -5,6 +5,9 @@ subspace on all of it (:mod:`.reconstruction`) and measures what a *new* row's e
 looks like with ``folds``-fold cross-fitting: each reference row's error comes from a
 subspace fitted without it. From those out-of-fold errors ``e`` (``m`` rows):
 
+Each fold keeps as many components as the full fit (``k``): chosen by the share
+afresh, a fold might stop one component short and overstate every error.
+
 * ``error_mean``, ``error_sd``: mean and standard deviation of ``e``, the no-drift
   distribution of a row's error (:func:`~.thresholds.mean_upper_bound`);
 * ``unusual_cutoff``: the ``1 - unusual_rate`` quantile of ``e`` (numpy's linear
@@ -96,13 +99,15 @@ def fit_multivariate(
         raise ValueError(
             f"multivariate drift needs a reference of at least {2 * REFERENCE_FOLDS} rows, got {m}"
         )
+    full = fit_reconstruction(matrix, variance_share)
+    k = len(full.components)
     errors = np.empty(m)
     for train, test in KFold(REFERENCE_FOLDS, shuffle=True, random_state=seed).split(matrix):
-        errors[test] = fit_reconstruction(matrix[train], variance_share).errors(matrix[test])
+        errors[test] = fit_reconstruction(matrix[train], components=k).errors(matrix[test])
     matrix.setflags(write=False)
     return MultivariateProfile(
         encoder=encoder,
-        reconstruction=fit_reconstruction(matrix, variance_share),
+        reconstruction=full,
         matrix=matrix,
         error_mean=float(errors.mean()),
         error_sd=float(errors.std(ddof=1)),

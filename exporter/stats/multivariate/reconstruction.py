@@ -45,12 +45,16 @@ class Reconstruction:
 
 
 def fit_reconstruction(
-    matrix: np.ndarray, variance_share: float = DEFAULT_VARIANCE_SHARE
+    matrix: np.ndarray,
+    variance_share: float = DEFAULT_VARIANCE_SHARE,
+    components: int | None = None,
 ) -> Reconstruction:
     """Fit the subspace on an encoded reference ``matrix`` (at least 2 rows).
 
-    Raises ValueError when ``variance_share`` is not in (0, 1) or there are fewer than
-    2 rows.
+    ``components``, when given, keeps exactly that many components instead of choosing
+    by ``variance_share`` (cross-fitting keeps the full fit's count, so that a fold does
+    not stop one component short of the share). Raises ValueError when
+    ``variance_share`` is not in (0, 1) or there are fewer than 2 rows.
     """
     if not 0.0 < variance_share < 1.0:
         raise ValueError(f"variance_share must be in (0, 1), got {variance_share!r}")
@@ -58,11 +62,12 @@ def fit_reconstruction(
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError("the reconstruction needs a 2-D matrix of at least 2 rows")
     mean = x.mean(axis=0)
-    if not np.any(x.var(axis=0) > 0):
+    if components == 0 or not np.any(x.var(axis=0) > 0):
         return Reconstruction(
             mean=mean, components=np.zeros((0, x.shape[1])), explained_variance_share=0.0
         )
-    pca = PCA(n_components=variance_share, svd_solver="full").fit(x)
+    keep: float | int = variance_share if components is None else min(components, *x.shape)
+    pca = PCA(n_components=keep, svd_solver="full").fit(x)
     return Reconstruction(
         mean=pca.mean_,
         components=pca.components_,
