@@ -6,7 +6,8 @@ A test module uses them with ``pytest_plugins = ["tests.api_fixtures"]``.
   regression) fitted on 1,500 synthetic customers, as a ``registry.LoadedModel``.
 * ``stand_in``: a registry stand-in over that model whose alias a test can move.
 * ``api_config`` / ``client``: an in-process app (FastAPI's TestClient) logging to a
-  SQLite file in the test's tmp dir.
+  SQLite file in the test's tmp dir; its reference snapshot does not exist, so its
+  predictions carry no anomaly score (``make_config(..., reference=path)`` gives one).
 * ``mlflow_store``: a real MLflow tracking store and Optuna storage with a champion
   trained by ``training.train`` (one trial), once per session.
 * ``live_api``: a real uvicorn process serving that champion on a free port, once
@@ -159,10 +160,17 @@ def stand_in(tiny_model: Any) -> StandInRegistry:
     return StandInRegistry(tiny_model)
 
 
-def make_config(tmp_path: Path, **api: Any) -> MonitoringConfig:
+def make_config(tmp_path: Path, *, reference: Path | None = None, **api: Any) -> MonitoringConfig:
+    """A config logging to a SQLite file in `tmp_path`, with `api` settings; its
+    reference snapshot is `reference`, by default a file that does not exist (so the
+    API answers without anomaly scores whatever the working directory holds)."""
+    reference_path = reference if reference is not None else tmp_path / "no-reference.parquet"
     return parse_config(
         {
-            "data": {"current": {"url": f"sqlite:///{tmp_path / 'predictions.db'}"}},
+            "data": {
+                "reference_path": str(reference_path),
+                "current": {"url": f"sqlite:///{tmp_path / 'predictions.db'}"},
+            },
             "api": {"max_batch": 20, "max_body_bytes": 100_000, "model_poll_seconds": 0.1, **api},
         }
     )

@@ -57,7 +57,13 @@ def test_predict_answers_and_logs_every_field(client: TestClient, tiny_model: An
         "threshold",
         "model_name",
         "model_version",
+        "anomaly_score",
+        "unusual",
+        "anomaly_cutoff",
     }
+    # The config's reference snapshot does not exist: no anomaly score (test_api_anomaly).
+    assert body["anomaly_score"] is None and body["unusual"] is None
+    assert body["anomaly_cutoff"] is None
     assert body["customerID"] == "7590-VHVEG"
     assert body["model_name"] == "churn-model" and body["model_version"] == "1"
     assert body["threshold"] == pytest.approx(0.4)
@@ -74,6 +80,7 @@ def test_predict_answers_and_logs_every_field(client: TestClient, tiny_model: An
     assert row["model"] == "churn-model" and row["version"] == "1"
     assert row["score"] == pytest.approx(body["churn_probability"])
     assert row["predicted"] == body["predicted"]
+    assert row["anomaly_score"] is None and row["unusual"] is None
     for name in schema.FEATURES:
         assert row[name] == CUSTOMER[name], name
     assert row["ts"] > 0

@@ -129,6 +129,52 @@ def test_launch_runs_streamlit_headless_without_usage_stats_and_passes_the_confi
     assert load_ui_config() == config
 
 
+def test_the_unusual_warning_states_score_and_cutoff_only_when_unusual() -> None:
+    assert explain.unusual_warning(True, 3.781, 2.7612) == (
+        "This customer is unlike the customers the model was trained on (anomaly score "
+        "3.78, cut-off 2.76): treat the prediction with care."
+    )
+    assert explain.unusual_warning(True, 3.781, None) == (
+        "This customer is unlike the customers the model was trained on (anomaly score "
+        "3.78): treat the prediction with care."
+    )
+    assert explain.unusual_warning(False, 1.2, 2.76) is None
+    assert explain.unusual_warning(None, None, None) is None
+
+
+def _answer(**fields: Any) -> dict[str, Any]:
+    return {
+        "prediction_id": "p",
+        "customerID": None,
+        "churn_probability": 0.25,
+        "predicted": 0,
+        "churn": "No",
+        "threshold": 0.4,
+        "model_name": "churn-model",
+        "model_version": "3",
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"anomaly_score": 3.5, "unusual": True, "anomaly_cutoff": 2.5}, (3.5, True, 2.5)),
+        ({"anomaly_score": None, "unusual": None, "anomaly_cutoff": None}, (None, None, None)),
+        ({}, (None, None, None)),  # an API that predates the fields
+    ],
+)
+def test_the_client_reads_the_anomaly_fields(
+    fields: dict[str, Any], expected: tuple[Any, ...]
+) -> None:
+    from exporter.ui.apiclient import ApiClient
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=_answer(**fields)))
+    result = ApiClient("http://api.invalid", transport=transport).predict({})
+    assert (result.anomaly_score, result.unusual, result.anomaly_cutoff) == expected
+    assert result.churn_probability == 0.25
+
+
 def test_unlogged_batch_is_detected_from_the_openapi_document() -> None:
     param = {"name": "log", "in": "query", "schema": {"type": "boolean"}}
     assert unlogged_batch_in_spec({"paths": {"/predict/batch": {"post": {"parameters": [param]}}}})

@@ -207,3 +207,90 @@ def test_changed_inputs_give_the_probability_the_api_gives(
     assert f"{api['model_name']} v{api['model_version']}" in page
     assert "compared with a typical customer's" in page
     assert "Traceback" not in driver.page_source
+
+
+UNLIKE = "unlike the customers the model was trained on"
+
+
+def _predict_and_read(driver: Any, what: str) -> str:
+    """Press Predict churn; the result panel's text once the answer is fully drawn."""
+    _css(driver, ".st-key-predict button").click()
+    _wait(
+        driver,
+        lambda d: (
+            "The inputs changed" not in _css(d, ".st-key-result").text
+            and re.search(r"Churn probability \d\.\d{4} against", _css(d, ".st-key-result").text)
+        ),
+        f"the prediction of the {what} customer on the page",
+    )
+    _wait(driver, _idle, f"the prediction run of the {what} customer to finish")
+    _wait(driver, lambda d: not _skeletons(d), "every element to be drawn")
+    return str(_css(driver, ".st-key-result").text)
+
+
+def test_an_unusual_customer_is_flagged_and_a_typical_one_is_not(
+    live_api: LiveApi, live_ui: str, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    raw = yaml.safe_load(live_api.config_path.read_text())
+    reference = form.load_reference(raw["data"]["reference_path"])
+    typical = form.customer_payload(
+        form.consistent(
+            {
+                **reference.typical,
+                "TotalCharges": form.total_charges_estimate(
+                    int(reference.typical["tenure"]), float(reference.typical["MonthlyCharges"])
+                ),
+            },
+            reference.with_service,
+        )
+    )
+    extreme = {**typical, "tenure": 72, "MonthlyCharges": 20.0, "TotalCharges": 8000.0}
+    # What the API says of the two, which the page must tell.
+    said = {
+        name: httpx.post(f"{live_api.url}/predict", json=body, timeout=30).json()
+        for name, body in (("typical", typical), ("extreme", extreme))
+    }
+    assert said["typical"]["unusual"] is False and said["extreme"]["unusual"] is True, said
+
+    driver.get(live_ui)
+    _css(driver, ".st-key-in_tenure input")
+    _wait(driver, _idle, "the first script run to finish")
+    page = _predict_and_read(driver, "typical")
+    assert UNLIKE not in page
+
+    _set_number(driver, "in_tenure", "72")
+    _wait(driver, _idle, "the rerun after the tenure change")
+    _set_number(driver, "in_MonthlyCharges", "20")
+    _wait(driver, _idle, "the rerun after the monthly charges change")
+    _css(driver, ".st-key-auto_total label").click()
+    total = _wait(
+        driver,
+        lambda d: next(
+            (
+                e
+                for e in d.find_elements(By.CSS_SELECTOR, ".st-key-in_TotalCharges input")
+                if e.is_enabled()
+            ),
+            None,
+        ),
+        "TotalCharges to accept typing",
+    )
+    assert total is not None
+    _set_number(driver, "in_TotalCharges", "8000")
+    _wait(
+        driver,
+        lambda d: _css(d, ".st-key-in_TotalCharges input").get_attribute("value") == "8000.00",
+        "TotalCharges to show 8000.00",
+    )
+    _wait(driver, _idle, "the rerun after the total charges change")
+    page = _predict_and_read(driver, "extreme")
+    driver.save_screenshot(str(tmp_path / "unusual-customer.png"))
+    answer = said["extreme"]
+    assert (
+        f"This customer is {UNLIKE} (anomaly score {answer['anomaly_score']:.2f}, "
+        f"cut-off {answer['anomaly_cutoff']:.2f}): treat the prediction with care."
+    ) in page
+    assert "Traceback" not in driver.page_source

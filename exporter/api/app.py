@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from exporter import __version__
 from exporter.api import errors, openapi
+from exporter.api.anomaly import AnomalyProfiles
 from exporter.api.auth import BasicAuthMiddleware
 from exporter.api.bodylimit import BodySizeLimitMiddleware
 from exporter.api.champion import ChampionHolder, ModelLoader, WatchFactory
@@ -40,7 +41,8 @@ MICRO_BATCH_ROWS = 256
 MODEL_WAIT_SECONDS = 30.0
 
 _DESCRIPTION = (
-    "Churn probability for Telco customers from the MLflow champion model. Every "
+    "Churn probability for Telco customers from the MLflow champion model, and how "
+    "unlike the training data each customer is (anomaly_score, unusual). Every "
     "prediction is logged for the drift monitor; POST the true outcome to "
     "/feedback when it is known."
 )
@@ -68,7 +70,11 @@ def _runtime(
     model_name = config.model.name
     metrics = ApiMetrics(model_name)
     holder = ChampionHolder(
-        config, model_loader, model_watch, on_swap=lambda s: metrics.serving(s.ref)
+        config,
+        model_loader,
+        model_watch,
+        on_swap=lambda s: metrics.serving(s.ref),
+        anomaly=AnomalyProfiles(config),
     )
     log_engine = (
         engine

@@ -6,10 +6,17 @@ sees the previous model or the next one, never a mixture. `poll` (blocking; the 
 runs it in a worker thread every ``api.model_poll_seconds``) asks the registry where
 the champion alias points and loads the new version when it moved. When no model
 could be loaded the holder remembers why, for ``/health`` and the 503 bodies.
+
+Each served model carries the anomaly model of the reference snapshot
+(:mod:`.anomaly`), fitted in the same load, so a request sees a model and the profile
+of its reference together. A poll that finds the alias where it was still checks the
+reference file (one ``stat``): a promotion replaces it after moving the alias, and the
+served model then gets the new profile in another single assignment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -18,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.api.anomaly import AnomalyModel, AnomalyProfiles
 from exporter.api.fastpath import FastPath, verified_fast_path
 from exporter.config import MonitoringConfig
 from exporter.data import synthetic
@@ -44,6 +52,8 @@ class Served(VersionedModel):
     positive_column: int
     #: ``(columns, n) -> P(churn)`` equivalent to ``model`` (see fastpath), or None.
     fast: FastPath | None = None
+    #: Anomaly scores against the reference snapshot (:mod:`.anomaly`), or None.
+    anomaly: AnomalyModel | None = None
 
 
 def positive_column(model: Any) -> int:
@@ -85,12 +95,14 @@ class ChampionHolder:
         loader: ModelLoader,
         watch_factory: WatchFactory | None,
         on_swap: Callable[[Served], None] | None = None,
+        anomaly: AnomalyProfiles | None = None,
     ) -> None:
         self.config = config
         self._loader = loader
         self._watch_factory = watch_factory
         self._watch: Any = None
         self._on_swap = on_swap
+        self._anomaly = anomaly
         self._lock = threading.Lock()  # one load at a time; readers never take it
         self.current: Served | None = None
         self.error: str | None = "the model has not been loaded yet"
@@ -115,6 +127,7 @@ class ChampionHolder:
                 return self.current is not None
             column = positive_column(loaded.model)
             columns, frame = _check_sample()
+            anomaly = self._anomaly.refresh((columns, frame)) if self._anomaly else None
             served = Served(
                 model=loaded.model,
                 ref=loaded.ref,
@@ -123,6 +136,7 @@ class ChampionHolder:
                 loaded_at=time.time(),
                 positive_column=column,
                 fast=verified_fast_path(loaded.model, column, columns, frame),
+                anomaly=anomaly,
             )
             previous = self.current
             self.current = served  # the atomic swap
@@ -158,8 +172,24 @@ class ChampionHolder:
         self._watch.refresh()
         return self._watch.current()
 
+    def refresh_anomaly(self) -> bool:
+        """Refit the served model's anomaly model if the reference file changed; True
+        when the served model's anomaly model was replaced."""
+        if self._anomaly is None:
+            return False
+        with self._lock:
+            current = self.current
+            if current is None:
+                return False
+            anomaly = self._anomaly.refresh(_check_sample())
+            if anomaly is current.anomaly:
+                return False
+            self.current = dataclasses.replace(current, anomaly=anomaly)  # atomic, as a swap
+            return True
+
     def poll(self) -> bool:
-        """Load the champion if none is served or the alias moved; True on a swap."""
+        """Load the champion if none is served or the alias moved, else follow the
+        reference file; True on a swap."""
         current = self.current
         if current is None:
             return self.load()
@@ -167,9 +197,9 @@ class ChampionHolder:
             ref = self._champion_ref()
         except Exception as err:
             log.warning("cannot check the model registry: %s", _reason(err))
-            return False
+            ref = None
         if ref is None or ref == current.ref:
-            return False
+            return self.refresh_anomaly()
         log.info("champion of %s moved to version %s; loading it", ref.name, ref.version)
         self.load()
         return self.current is not current

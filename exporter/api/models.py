@@ -135,6 +135,34 @@ class Prediction(BaseModel):
     threshold: float
     model_name: str
     model_version: str
+    anomaly_score: float | None = Field(
+        default=None,
+        ge=0.0,
+        description=(
+            "how unlike the training data the customer is: the PCA reconstruction error "
+            "of its features against the champion's reference snapshot (in reference "
+            "standard deviations; larger is more unusual); null when the API has no "
+            "reference profile (reference missing or unreadable, or "
+            "data_drift_monitoring.multivariate.enabled false)"
+        ),
+    )
+    unusual: bool | None = Field(
+        default=None,
+        description=(
+            "true when anomaly_score exceeds anomaly_cutoff: the customer is unlike the "
+            "customers the model was trained on, so treat the prediction with care; "
+            "null when anomaly_score is"
+        ),
+    )
+    anomaly_cutoff: float | None = Field(
+        default=None,
+        ge=0.0,
+        description=(
+            "the anomaly_score above which a customer is unusual: exceeded by about "
+            "data_drift_monitoring.multivariate.unusual_rate (1 %) of reference "
+            "customers; null when anomaly_score is"
+        ),
+    )
 
 
 class BatchResponse(BaseModel):

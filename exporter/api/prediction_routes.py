@@ -42,6 +42,7 @@ _LOG_QUERY = Query(
 
 def _prediction(served: Served, scored: Scored) -> dict[str, Any]:
     """One `Prediction` as a plain dict (a thousand pydantic models cost ~20 ms)."""
+    anomaly = served.anomaly
     return {
         "prediction_id": scored.prediction_id,
         "customerID": scored.customer_id,
@@ -51,6 +52,11 @@ def _prediction(served: Served, scored: Scored) -> dict[str, Any]:
         "threshold": served.threshold,
         "model_name": served.ref.name,
         "model_version": served.ref.version,
+        "anomaly_score": scored.anomaly_score,
+        "unusual": scored.unusual,
+        "anomaly_cutoff": (
+            anomaly.cutoff if anomaly is not None and scored.anomaly_score is not None else None
+        ),
     }
 
 
@@ -74,7 +80,8 @@ def add_prediction_routes(
         tags=["predict"],
     )
     async def predict(customer: Customer) -> Response:
-        """Churn probability of one customer; the prediction is logged before the answer."""
+        """Churn probability of one customer, and how unlike the training data it is
+        (`anomaly_score`, `unusual`); the prediction is logged before the answer."""
         served, scored = await scorer.score([customer])
         return _json(_prediction(served, scored[0]))
 

@@ -17,6 +17,12 @@ OpenMP team per tree of a boosted model costs more than it gains (measured: 44 m
 finiteness checks are skipped there too: the request models already reject NaN and
 infinities, and a blank TotalCharges is the one NaN the pipeline imputes.
 
+Each customer also gets its anomaly score and unusual flag (:mod:`.anomaly`), computed
+for the whole micro-batch in the same worker call, vectorised, from the same columns
+the fast path reads; when the served model has no anomaly model (no reference, or
+multivariate disabled) or the computation fails, both are None (null in the answer
+and in the log) and the prediction goes on.
+
 A request's rows are never split across transactions, so a batch request is logged
 all or nothing; an answer is sent only after its rows are committed. When the model
 fails, every request of that micro-batch gets the error; when the log fails, every
@@ -54,7 +60,8 @@ from exporter.domain import schema
 log = logging.getLogger("churn_monitor.api")
 
 _FEATURE_VALUES = operator.attrgetter(*schema.FEATURES)
-#: A logged row is (id, ts, model, version, customer_id, *features, score, predicted).
+#: A logged row is (id, ts, model, version, customer_id, *features, score, predicted,
+#: anomaly_score, unusual).
 _ROW_LAYOUT = (
     "id",
     "ts",
@@ -64,6 +71,8 @@ _ROW_LAYOUT = (
     *schema.FEATURES,
     "score",
     "predicted",
+    "anomaly_score",
+    "unusual",
 )
 if predlog.PREDICTION_COLUMNS != _ROW_LAYOUT:
     raise RuntimeError(f"predlog.predictions has columns {predlog.PREDICTION_COLUMNS}")
@@ -85,6 +94,9 @@ class Scored:
     customer_id: str | None
     score: float
     predicted: int
+    #: The customer's anomaly score and whether it is unusual (None: not computed).
+    anomaly_score: float | None = None
+    unusual: bool | None = None
 
 
 def feature_columns(customers: Sequence[Customer]) -> dict[str, Any]:
@@ -151,6 +163,7 @@ class Scorer:
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._anomaly_failed: object = None  # the anomaly model whose failure was logged
 
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(
@@ -220,6 +233,22 @@ class Scorer:
                 else:
                     job.future.set_result((served, result))
 
+    def _anomaly(
+        self, served: Served, columns: dict[str, Any], n: int
+    ) -> tuple[Sequence[float | None], Sequence[bool | None]]:
+        """Per customer, the anomaly score and unusual flag; Nones when the served model
+        has no anomaly model or computing them fails (logged once per anomaly model)."""
+        model = served.anomaly
+        if model is not None:
+            try:
+                return model.scores(columns, n)
+            except Exception:
+                if self._anomaly_failed is not model:
+                    self._anomaly_failed = model
+                    log.exception("anomaly scores failed; answering null for them")
+        nothing = [None] * n
+        return nothing, nothing
+
     def _process(
         self, jobs: Sequence[_Job]
     ) -> tuple[Served, list[list[Scored] | predlog.LogUnavailable]]:
@@ -247,6 +276,7 @@ class Scorer:
                 f"model {served.ref.name} version {served.ref.version} failed: {err}"
             ) from err
         self.metrics.observe_inference(time.perf_counter() - start)
+        anomaly_scores, unusual = self._anomaly(served, columns, len(customers))
         scores = np.asarray(scores, dtype=np.float64)
         predicted = (scores >= served.threshold).astype(int)
         now = self.clock()
@@ -255,17 +285,24 @@ class Scorer:
         answers: list[Scored] = []
         name, version = served.ref.name, served.ref.version
         flags = [job.log for job in jobs for _ in job.customers]
-        for i, (customer, score, label, keep) in enumerate(
-            zip(customers, scores.tolist(), predicted.tolist(), flags, strict=True)
+        for i, (customer, score, label, keep, odd_score, odd) in enumerate(
+            zip(
+                customers,
+                scores.tolist(),
+                predicted.tolist(),
+                flags,
+                anomaly_scores,
+                unusual,
+                strict=True,
+            )
         ):
             pid = str(uuid.uuid4())
             cid = customer.customerID
             if keep:
-                rows.append(
-                    (pid, now, name, version, cid, *_FEATURE_VALUES(customer), score, label)
-                )
+                features = _FEATURE_VALUES(customer)
+                rows.append((pid, now, name, version, cid, *features, score, label, odd_score, odd))
                 logged[i] = True
-            answers.append(Scored(pid, cid, score, label))
+            answers.append(Scored(pid, cid, score, label, odd_score, odd))
         failure: predlog.LogUnavailable | None = None
         if rows:
             try:

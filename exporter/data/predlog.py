@@ -8,6 +8,12 @@ The write helpers run one transaction each and raise `LogUnavailable` (nothing
 written) when the database cannot be reached or stays locked past the busy timeout;
 `UnknownPrediction` when feedback names a prediction or customer the log never saw.
 They block, so an async caller runs them in a worker thread.
+
+Columns added after the first release (`ADDED_COLUMNS`: the anomaly score and the
+unusual flag) are nullable. `create_tables` adds those missing from a log created by an
+earlier version (``ALTER TABLE ... ADD COLUMN``, after inspecting the table, so it is
+idempotent and safe when two processes race), and `log_predictions` fills them with
+NULL for rows that lack them, so old rows and old writers keep working.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ predictions = sa.Table(
     ),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("predicted", sa.Integer, nullable=False),
+    # The PCA reconstruction error against the reference, and whether it exceeds the
+    # reference's cut-off (the customer is unlike the training data); NULL when the
+    # API had no reference profile, and for rows logged before they existed.
+    sa.Column("anomaly_score", sa.Float, nullable=True),
+    sa.Column("unusual", sa.Boolean(create_constraint=False), nullable=True),
 )
 
 feedback = sa.Table(
@@ -70,6 +81,11 @@ feedback = sa.Table(
 
 #: Columns of a `predictions` row, in table order.
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(c.name for c in predictions.columns)
+#: Nullable columns added after the first release, in table order (they end the row):
+#: `create_tables` adds them to an older log, `log_predictions` defaults them to NULL.
+ADDED_COLUMNS: tuple[str, ...] = ("anomaly_score", "unusual")
+if PREDICTION_COLUMNS[-len(ADDED_COLUMNS) :] != ADDED_COLUMNS:
+    raise RuntimeError("the added predictions columns must end the table")
 
 #: How long a SQLite writer waits for a lock before giving up (milliseconds).
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -147,8 +163,38 @@ def checkpoint(engine: Engine) -> None:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the prediction-log tables when missing (idempotent)."""
+    """Create the prediction-log tables when missing, and add the `ADDED_COLUMNS` an
+    older `predictions` table lacks (idempotent)."""
     metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+def _present_columns(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {c["name"] for c in sa.inspect(conn).get_columns(predictions.name)}
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """``ALTER TABLE predictions ADD COLUMN`` each of `ADDED_COLUMNS` the table lacks;
+    return the names added. A column another process added meanwhile is not an error."""
+    added = []
+    missing = [c for c in ADDED_COLUMNS if c not in _present_columns(engine)]
+    quote = engine.dialect.identifier_preparer.quote
+    for name in missing:
+        column = predictions.c[name]
+        ddl = (
+            f"ALTER TABLE {quote(predictions.name)} ADD COLUMN {quote(name)} "
+            f"{column.type.compile(dialect=engine.dialect)}"
+        )
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(ddl)
+        except sa.exc.SQLAlchemyError:
+            if name in _present_columns(engine):  # added by another process
+                continue
+            raise
+        added.append(name)
+    return added
 
 
 def _unavailable(err: sa.exc.SQLAlchemyError) -> LogUnavailable:
@@ -183,7 +229,8 @@ def log_predictions(
     engine: Engine, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]
 ) -> None:
     """Insert `rows` in one transaction: dicts with every `predictions` column, or
-    tuples in `PREDICTION_COLUMNS` order.
+    tuples in `PREDICTION_COLUMNS` order. The `ADDED_COLUMNS` may be left out (a dict
+    without them, a tuple that stops before them): they are logged as NULL.
 
     The statement is compiled once per dialect and run with the driver's
     ``executemany``: several times faster than a Core ``insert()`` for the API's
@@ -195,12 +242,17 @@ def log_predictions(
     params: list[Any]
     if isinstance(rows[0], Mapping):  # every row has the first one's form
         mappings = cast("Sequence[Mapping[str, Any]]", rows)
+        if any(key not in mappings[0] for key in ADDED_COLUMNS):
+            mappings = [{**dict.fromkeys(ADDED_COLUMNS), **row} for row in mappings]
         if order is not None:
             params = [tuple(row[key] for key in order) for row in mappings]
         else:
             params = [{key: row[key] for key in PREDICTION_COLUMNS} for row in mappings]
     else:
         tuples = cast("Sequence[Sequence[Any]]", rows)
+        if len(tuples[0]) == len(PREDICTION_COLUMNS) - len(ADDED_COLUMNS):
+            padding = (None,) * len(ADDED_COLUMNS)
+            tuples = [(*row, *padding) for row in tuples]
         if order == PREDICTION_COLUMNS:
             params = list(tuples)
         elif order is not None:

@@ -59,6 +59,16 @@ class PredictionResult:
     model_name: str
     model_version: str
     prediction_id: str
+    #: How unlike the training data the customer is, whether that is beyond the
+    #: cut-off, and the cut-off; None when the API does not say (no reference profile,
+    #: or an API that predates these fields).
+    anomaly_score: float | None = None
+    unusual: bool | None = None
+    anomaly_cutoff: float | None = None
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _message(response: httpx.Response) -> str:
@@ -150,6 +160,9 @@ class ApiClient:
                 model_name=str(body["model_name"]),
                 model_version=str(body["model_version"]),
                 prediction_id=str(body["prediction_id"]),
+                anomaly_score=_optional_float(body.get("anomaly_score")),
+                unusual=None if body.get("unusual") is None else bool(body["unusual"]),
+                anomaly_cutoff=_optional_float(body.get("anomaly_cutoff")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ApiFailed(

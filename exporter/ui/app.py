@@ -1,10 +1,11 @@
 """The churn prediction form: `churn-monitor ui` runs this script with Streamlit.
 
 One customer's 19 features in, the prediction API's answer out: churn probability,
-label against the decision threshold, confidence in words, the model version, the
-champion's global feature importances and, for this customer, the features that push
-the probability most. Every failure is a message on the page (the inputs stay as they
-were); no traceback is shown.
+label against the decision threshold, confidence in words, the model version, a
+warning when the customer is unlike the customers the model was trained on (the API's
+``unusual``), the champion's global feature importances and, for this customer, the
+features that push the probability most. Every failure is a message on the page (the
+inputs stay as they were); no traceback is shown.
 """
 
 from __future__ import annotations
@@ -299,6 +300,11 @@ def show_outcome(current: dict[str, Any]) -> None:
             f"predicted **{'churn' if churn else 'no churn'}**."
         )
         st.markdown(explain.confidence(p, t).text)
+        unusual = explain.unusual_warning(
+            result.unusual, result.anomaly_score, result.anomaly_cutoff
+        )
+        if unusual is not None:
+            st.warning(unusual, icon="⚠️")
         why, importance = st.columns(2, gap="large")
         with why:
             st.subheader("What pushes this customer's probability")

@@ -13,6 +13,10 @@ counterfactual stays a valid customer: setting InternetService or PhoneService a
 sets their dependent features, and a dependent feature of a service the customer lacks
 (an internet add-on without internet) has no counterfactual. Features already at the
 typical value have no effect to report.
+
+**Unusual customers**: the API scores how unlike the training data (the champion's
+reference snapshot) a customer is; when it says ``unusual``, the page says so in one
+warning (:func:`unusual_warning`), with the anomaly score and its cut-off.
 """
 
 from __future__ import annotations
@@ -26,6 +30,23 @@ from exporter.ui.form import DEPENDENTS, Reference, consistent
 
 #: Effects smaller than this (half a percentage point) are not worth a sentence.
 MIN_EFFECT = 0.005
+
+
+def unusual_warning(unusual: bool | None, score: float | None, cutoff: float | None) -> str | None:
+    """The warning for a customer the API calls unusual (None otherwise): the anomaly
+    score and cut-off when the API gives them."""
+    if not unusual:
+        return None
+    figures = []
+    if score is not None:
+        figures.append(f"anomaly score {score:.2f}")
+    if cutoff is not None:
+        figures.append(f"cut-off {cutoff:.2f}")
+    said = f" ({', '.join(figures)})" if figures else ""
+    return (
+        f"This customer is unlike the customers the model was trained on{said}: "
+        "treat the prediction with care."
+    )
 
 
 @dataclass(frozen=True)
