@@ -125,6 +125,15 @@ class ModelConfig(_Strict):
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     #: Load the model from this MLflow model directory instead of the registry.
     local_path: str | None = None
+    #: The registry alias of the challenger: retraining registers it there, the API
+    #: shadow-scores it and the exporter compares it with the champion (null: none).
+    challenger_alias: Annotated[str, Field(min_length=1)] | None = "challenger"
+
+    @model_validator(mode="after")
+    def _check_aliases(self) -> ModelConfig:
+        if self.challenger_alias is not None and self.challenger_alias == self.registry_alias:
+            raise ValueError("challenger_alias must differ from registry_alias")
+        return self
 
 
 class CurrentSourceConfig(_Strict):
@@ -184,8 +193,11 @@ class ApiConfig(_Strict):
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000
     #: Largest request body accepted, in bytes (more: 413).
     max_body_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
-    #: How often the registry is asked whether the champion alias moved.
+    #: How often the registry is asked whether the champion (or challenger) alias moved.
     model_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
+    #: Score every request with the challenger too (``model.challenger_alias``), logged
+    #: beside the champion's score and never served.
+    shadow_scoring: bool = True
     #: TLS and basic auth, in the format of Prometheus' --web.config.file (docs/security.md).
     web_config_file: str | None = None
 
@@ -227,7 +239,6 @@ class RetrainingConfig(_Strict):
     metric: Metric = "roc_auc"
     min_improvement: Annotated[float, Field(ge=0.0)] = 0.01
     trials: Annotated[int, Field(ge=1)] = 10
-    challenger_alias: Annotated[str, Field(min_length=1)] = "challenger"
 
 
 #: A Prometheus duration: ``15s``, ``1m30s``, ``500ms``.
@@ -265,6 +276,19 @@ class StackConfig(_Strict):
     repeat_interval: Duration | None = None
 
 
+class ComparisonConfig(_Strict):
+    """Champion against challenger on the same labelled rows (the shadow scores)."""
+
+    enabled: bool = True
+    check_interval_minutes: PositiveMinutes = 5
+    #: Labelled predictions of this many hours are compared.
+    label_window_hours: Annotated[float, Field(gt=0)] = 168.0
+    #: The challenger is better when its ROC AUC is higher with DeLong's two-sided
+    #: p-value below this level, over at least `min_paired_rows` rows scored by both.
+    pvalue: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    min_paired_rows: Annotated[int, Field(ge=20)] = 500
+
+
 class LoggingConfig(_Strict):
     level: LogLevel = "INFO"
 
@@ -282,6 +306,7 @@ class MonitoringConfig(_Strict):
     simulator: SimulatorConfig = SimulatorConfig()
     history: HistoryConfig = HistoryConfig()
     retraining: RetrainingConfig = RetrainingConfig()
+    model_comparison: ComparisonConfig = ComparisonConfig()
     stack: StackConfig = StackConfig()
     logging: LoggingConfig = LoggingConfig()
 

@@ -73,6 +73,19 @@ class ModelUnavailable(RuntimeError):
     """The model (or its registry entry) cannot be resolved or loaded; says why."""
 
 
+class AliasNotFound(ModelUnavailable):
+    """The registry answered, and the model or the alias does not exist (for the
+    challenger alias, the normal state between a promotion and the next retraining)."""
+
+
+def _is_not_found(err: BaseException) -> bool:
+    """Whether an MLflow error says the registered model or the alias does not exist."""
+    code = getattr(err, "error_code", None)
+    return code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"} and (
+        "not found" in str(err)
+    )
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Where the model is and what it is judged against (no model object)."""
@@ -155,7 +168,8 @@ def _resolve_registry(config: MonitoringConfig) -> ModelInfo:
     try:
         version = client.get_model_version_by_alias(name, alias)
     except Exception as err:
-        raise ModelUnavailable(f"{where}: {_reason(err)}") from err
+        unavailable = AliasNotFound if _is_not_found(err) else ModelUnavailable
+        raise unavailable(f"{where}: {_reason(err)}") from err
     run_id = version.run_id or "unknown"
     metrics: dict[str, float] = {}
     reference_uri = None
@@ -373,11 +387,16 @@ class ModelWatch:
         return info.threshold if info is not None else None
 
 
-def set_alias(config: MonitoringConfig, alias: str, version: str) -> None:
-    """Point `alias` of the configured model at `version` (used to promote a challenger)."""
+def set_alias(config: MonitoringConfig, alias: str, version: str | None) -> None:
+    """Point `alias` of the configured model at `version`, or remove it (None): a
+    promotion moves the champion alias and removes the challenger's."""
     uri = config.model.tracking_uri
     try:
-        _client(uri).set_registered_model_alias(config.model.name, alias, version)
+        client = _client(uri)
+        if version is None:
+            client.delete_registered_model_alias(config.model.name, alias)
+        else:
+            client.set_registered_model_alias(config.model.name, alias, version)
     except ModelUnavailable:
         raise
     except Exception as err:
