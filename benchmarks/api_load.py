@@ -11,7 +11,18 @@ Measures, against a running API (``--url``) or one this script starts (``--confi
   customers: p50/p99 latency;
 * **baseline**, in this process on the same model: one ``predict_proba`` call for one
   row and for a batch, i.e. the throughput a server that scores each request on its
-  own could reach at best. The API figures are reported as ratios against it.
+  own could reach at best. The API figures are reported as ratios against it;
+* **shadow scoring** (``--config`` only, unless ``--no-shadow``): the open loop at
+  ``--rate`` against two APIs started from the config, one with ``api.shadow_scoring``
+  off and one with it on (its challenger, ``model.challenger_alias``, must exist), in
+  ``--shadow-rounds`` alternating rounds of ``--seconds`` with the same requests: p99
+  latency of each and their ratio (on / off).
+
+With ``--config``, the APIs this script starts log to fresh SQLite files in a
+temporary folder (the configured prediction log is left alone). The shadow comparison
+runs first, on both fresh logs (a log's size weighs on every insert), then the API
+with shadow scoring off is stopped and the other figures are measured on the one with
+it on.
 
 The client is a minimal keep-alive HTTP/1.1 client on asyncio streams, so that on a
 small machine the load generator takes as little CPU from the server as possible.
@@ -33,11 +44,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -143,6 +157,8 @@ async def closed_loop(
 async def open_loop(
     host: str, port: int, bodies: list[bytes], rate: float, seconds: float, pool: int = 64
 ) -> dict[str, Any]:
+    """Single predictions at `rate` per second for `seconds`: the figures and, under
+    ``latencies``, every request's latency from its scheduled time."""
     total = int(rate * seconds)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -180,6 +196,7 @@ async def open_loop(
         "p50": _pct(latencies, 0.50),
         "p99": _pct(latencies, 0.99),
         "statuses": statuses,
+        "latencies": latencies,
     }
 
 
@@ -257,19 +274,85 @@ def baseline(config_path: str | None, size: int) -> dict[str, float] | None:
     return out
 
 
+def _health(url: str) -> dict[str, Any] | None:
+    """The /health body when it answers 200, else None."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            if response.status == 200:
+                body: dict[str, Any] = json.loads(response.read())
+                return body
+    except OSError:
+        pass
+    return None
+
+
 def _wait_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise SystemExit(f"the API exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        if _health(url) is not None:
+            return
         time.sleep(0.25)
     raise SystemExit(f"{url}/health did not answer 200 within {timeout}s")
+
+
+def _wait_challenger(url: str, timeout: float) -> str | None:
+    """The challenger version the API shadow-scores with, once loaded (None: none
+    within `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version = (_health(url) or {}).get("challenger_version")
+        if version is not None:
+            return str(version)
+        time.sleep(0.5)
+    return None
+
+
+def _derived_config(config: str, folder: Path, shadow: bool) -> str:
+    """A copy of `config` with ``api.shadow_scoring`` set to `shadow` and the prediction
+    log in `folder`; its path."""
+    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    mode = "on" if shadow else "off"
+    raw.setdefault("api", {})["shadow_scoring"] = shadow
+    current = raw.setdefault("data", {}).setdefault("current", {})
+    current["url"] = f"sqlite:///{folder / f'predictions-shadow-{mode}.db'}"
+    path = folder / f"config-shadow-{mode}.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return str(path)
+
+
+def shadow_comparison(
+    targets: dict[str, tuple[str, int]],
+    bodies: list[bytes],
+    rate: float,
+    seconds: float,
+    rounds: int,
+) -> dict[str, Any]:
+    """The open loop at `rate` against the shadow-off and shadow-on APIs, alternating
+    (off, on, then on, off, ...) for `rounds` rounds of `seconds` each with the same
+    requests; p99 of all latencies of each and the ratio on / off."""
+    latencies: dict[str, list[float]] = {mode: [] for mode in targets}
+    statuses: dict[str, dict[int, int]] = {mode: {} for mode in targets}
+    for host, port in targets.values():
+        asyncio.run(closed_loop(host, port, bodies, 4, 1.0))  # warm-up
+    for k in range(rounds):
+        for mode in ("off", "on") if k % 2 == 0 else ("on", "off"):
+            host, port = targets[mode]
+            r = asyncio.run(open_loop(host, port, bodies, rate, seconds))
+            latencies[mode].extend(r["latencies"])
+            for status, count in r["statuses"].items():
+                statuses[mode][status] = statuses[mode].get(status, 0) + count
+    out: dict[str, Any] = {"rate": rate, "seconds": seconds * rounds}
+    for mode in targets:
+        out[mode] = {
+            "requests": len(latencies[mode]),
+            "p50": _pct(latencies[mode], 0.50),
+            "p99": _pct(latencies[mode], 0.99),
+            "statuses": statuses[mode],
+        }
+    out["p99_ratio"] = out["on"]["p99"] / out["off"]["p99"]
+    return out
 
 
 def _start(config: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -289,6 +372,14 @@ def _start(config: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    os.kill(server.pid, signal.SIGTERM)
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -305,16 +396,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--no-shadow",
+        action="store_true",
+        help="skip the shadow-scoring comparison (starts one API instead of two)",
+    )
+    parser.add_argument("--shadow-rounds", type=int, default=4)
     args = parser.parse_args(argv)
     # MLflow's "Downloading artifacts" bar (loading the champion here and in the API
     # started below, which inherits the environment) would garble the figures.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     process = None
+    shadow_off = None
     url = args.url
+    folder = tempfile.TemporaryDirectory(prefix="api_load-")
     if args.config:
         url = f"http://127.0.0.1:{args.port}"
-        process = _start(args.config, args.port, Path(f"/tmp/api_load_{args.port}.log"))
+        on = _derived_config(args.config, Path(folder.name), shadow=True)
+        process = _start(on, args.port, Path(f"/tmp/api_load_{args.port}.log"))
+        if not args.no_shadow:
+            off = _derived_config(args.config, Path(folder.name), shadow=False)
+            shadow_off = _start(off, args.port + 1, Path(f"/tmp/api_load_{args.port + 1}.log"))
     try:
         _wait_healthy(url.rstrip("/"), 90, process)
         parts = urlsplit(url)
@@ -322,6 +425,33 @@ def main(argv: list[str] | None = None) -> int:
         bodies = _bodies(4000, seed=1)
         print(f"API at {url}; {os.cpu_count()} CPUs")
         results: dict[str, Any] = {"closed": [], "open": None, "batch": None}
+        if shadow_off is not None:
+            off_port = args.port + 1
+            _wait_healthy(f"http://127.0.0.1:{off_port}", 90, shadow_off)
+            version = _wait_challenger(url.rstrip("/"), 90)
+            if version is None:
+                print(
+                    "shadow scoring: no challenger loaded at model.challenger_alias within "
+                    "90 s (see /tmp/api_load_*.log); comparison skipped"
+                )
+            else:
+                targets = {"off": ("127.0.0.1", off_port), "on": (host, port)}
+                r = shadow_comparison(targets, bodies, args.rate, args.seconds, args.shadow_rounds)
+                r["challenger_version"] = version
+                results["shadow"] = r
+                print(
+                    f"shadow scoring (challenger v{version}), open loop at {args.rate:.0f}/s, "
+                    f"{args.shadow_rounds} alternating rounds of {args.seconds:.0f} s each:"
+                )
+                for mode in ("off", "on"):
+                    m = r[mode]
+                    print(
+                        f"  shadow {mode:3s}: {m['requests']} requests, p50 {_ms(m['p50'])}, "
+                        f"p99 {_ms(m['p99'])}, statuses {m['statuses']}"
+                    )
+                print(f"  p99 ratio on / off: {r['p99_ratio']:.2f}")
+            _stop(shadow_off)
+            shadow_off = None
         # Warm-up.
         asyncio.run(closed_loop(host, port, bodies, 4, 1.0))
         for clients in args.clients:
@@ -370,14 +500,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"is {best * single:.1f}x that"
             )
         if args.json:
+            results["open"].pop("latencies", None)
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
-        if process is not None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        for server in (process, shadow_off):
+            if server is not None:
+                _stop(server)
+        folder.cleanup()
     return 0
 
 

@@ -4,7 +4,8 @@ A test module uses them with ``pytest_plugins = ["tests.api_fixtures"]``.
 
 * ``tiny_model``: a real scikit-learn pipeline (``modeling.build_pipeline``, logistic
   regression) fitted on 1,500 synthetic customers, as a ``registry.LoadedModel``.
-* ``stand_in``: a registry stand-in over that model whose alias a test can move.
+* ``stand_in``: a registry stand-in over that model whose alias a test can move, and
+  a challenger alias that does not exist until a test sets ``stand_in.challenger``.
 * ``api_config`` / ``client``: an in-process app (FastAPI's TestClient) logging to a
   SQLite file in the test's tmp dir; its reference snapshot does not exist, so its
   predictions carry no anomaly score (``make_config(..., reference=path)`` gives one).
@@ -118,26 +119,61 @@ def tiny_model() -> Any:
     )
 
 
+def _is_challenger(config: MonitoringConfig) -> bool:
+    """Whether `config` is the challenger's (``roles.challenger_config``: the default
+    challenger alias as its registry alias)."""
+    return config.model.registry_alias == "challenger"
+
+
 class StandInRegistry:
-    """`load_champion` and `ModelWatch` over one in-memory champion a test can replace."""
+    """`load_champion` and `ModelWatch` over one in-memory champion a test can replace,
+    and a challenger alias: absent while `challenger` is None (``AliasNotFound``, as the
+    registry says), failing to load while `challenger_unavailable` is set.
+
+    `attempts` and `loads` count the champion's loads; `challenger_attempts` and
+    `challenger_loads` the challenger's."""
 
     def __init__(self, champion: Any) -> None:
         self.champion = champion
         self.unavailable: str | None = None
         self.attempts = 0
         self.loads = 0
+        self.challenger: Any = None
+        self.challenger_unavailable: str | None = None
+        self.challenger_attempts = 0
+        self.challenger_loads = 0
 
     def load(self, config: MonitoringConfig) -> Any:
         from exporter.model.registry import ModelUnavailable
 
+        if _is_challenger(config):
+            return self._load_challenger(config)
         self.attempts += 1
         if self.unavailable:
             raise ModelUnavailable(self.unavailable)
         self.loads += 1
         return self.champion
 
-    def watch(self, config: MonitoringConfig) -> StandInRegistry:
-        return self
+    def _load_challenger(self, config: MonitoringConfig) -> Any:
+        from exporter.model.registry import ModelUnavailable
+
+        self.challenger_attempts += 1
+        self._challenger_ref(config)
+        if self.challenger_unavailable:
+            raise ModelUnavailable(self.challenger_unavailable)
+        self.challenger_loads += 1
+        return self.challenger
+
+    def _challenger_ref(self, config: MonitoringConfig) -> Any:
+        from exporter.model.registry import AliasNotFound
+
+        if self.challenger is None:
+            alias = config.model.registry_alias
+            raise AliasNotFound(f"models:/{config.model.name}@{alias}: alias not found")
+        return self.challenger.ref
+
+    def watch(self, config: MonitoringConfig) -> Any:
+        return _ChallengerWatch(self, config) if _is_challenger(config) else self
 
     def refresh(self) -> bool:
         return True
@@ -153,6 +189,21 @@ class StandInRegistry:
             threshold=self.champion.threshold if threshold is None else threshold,
         )
         return self.champion
+
+
+class _ChallengerWatch:
+    """The `ModelWatch` of the stand-in's challenger alias."""
+
+    def __init__(self, registry: StandInRegistry, config: MonitoringConfig) -> None:
+        self.registry = registry
+        self.config = config
+
+    def refresh(self) -> bool:
+        self.registry._challenger_ref(self.config)
+        return True
+
+    def current(self) -> Any:
+        return self.registry._challenger_ref(self.config)
 
 
 @pytest.fixture

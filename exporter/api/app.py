@@ -1,8 +1,10 @@
 """The FastAPI prediction service: the app factory and the uvicorn entry point.
 
 ``create_app(config)`` wires the champion model (loaded from the MLflow registry alias
-or ``model.local_path``, and re-checked every ``api.model_poll_seconds``), the
-micro-batching scorer, the prediction log at ``data.current.url``, the ``churn_api_*``
+or ``model.local_path``, and re-checked every ``api.model_poll_seconds``), with
+``api.shadow_scoring`` the challenger at ``model.challenger_alias`` (loaded and
+re-checked the same way, scoring every prediction in the shadow), the micro-batching
+scorer, the prediction log at ``data.current.url``, the ``churn_api_*``
 metrics and, with ``api.web_config_file``, basic auth: the parts and their lifecycle
 are in :mod:`.runtime`, the routes in :mod:`.prediction_routes` and
 :mod:`.service_routes`. ``serve_api(config, host, port)`` runs it with uvicorn (with TLS
@@ -22,15 +24,17 @@ from exporter.api import errors, openapi
 from exporter.api.anomaly import AnomalyProfiles
 from exporter.api.auth import BasicAuthMiddleware
 from exporter.api.bodylimit import BodySizeLimitMiddleware
-from exporter.api.champion import ChampionHolder, ModelLoader, WatchFactory
+from exporter.api.champion import ModelHolder, ModelLoader, WatchFactory
 from exporter.api.logguard import LogFileGuard
 from exporter.api.metrics import ApiMetrics, RequestMetricsMiddleware
 from exporter.api.prediction_routes import add_feedback_route, add_prediction_routes
 from exporter.api.runtime import ApiRuntime
-from exporter.api.scoring import Scorer
+from exporter.api.scoring import Scorer, single_threaded_openmp
 from exporter.api.service_routes import add_service_routes
+from exporter.api.shadow import ShadowScorer
 from exporter.config import MonitoringConfig
 from exporter.data import predlog
+from exporter.model.roles import challenger_config
 from exporter.web.webconfig import WebConfig, load_web_config
 
 #: Rows one micro-batch aims at (a batch request is never split).
@@ -63,18 +67,31 @@ def _runtime(
     freeze_gc: bool,
     model_wait_seconds: float,
 ) -> ApiRuntime:
-    """The holder, scorer, log engine and metrics of one app."""
+    """The holders, scorer, log engine and metrics of one app."""
     if model_loader is None:
         model_loader, default_watch = _default_loader()
         model_watch = model_watch or default_watch
     model_name = config.model.name
     metrics = ApiMetrics(model_name)
-    holder = ChampionHolder(
+    holder = ModelHolder(
         config,
         model_loader,
         model_watch,
-        on_swap=lambda s: metrics.serving(s.ref),
+        on_swap=lambda s: metrics.serving(s.ref if s is not None else None),
         anomaly=AnomalyProfiles(config),
+    )
+    shadow = challenger_config(config) if config.api.shadow_scoring else None
+    challenger = (
+        ModelHolder(
+            shadow,
+            model_loader,
+            model_watch,
+            on_swap=lambda s: metrics.shadowing(s.ref if s is not None else None),
+            role="challenger",
+            on_load_failure=lambda: metrics.shadow_failed("load"),
+        )
+        if shadow is not None
+        else None
     )
     log_engine = (
         engine
@@ -82,10 +99,25 @@ def _runtime(
         else predlog.make_engine(config.data.current.url, autocheckpoint=False)
     )
     guard = LogFileGuard(log_engine)
-    scorer = Scorer(holder, log_engine, metrics, model_name, max_rows=MICRO_BATCH_ROWS, guard=guard)
+    scorer = Scorer(
+        holder,
+        log_engine,
+        metrics,
+        model_name,
+        max_rows=MICRO_BATCH_ROWS,
+        guard=guard,
+        shadow=(
+            ShadowScorer(
+                challenger, log_engine, metrics, guard, thread_initializer=single_threaded_openmp
+            )
+            if challenger is not None
+            else None
+        ),
+    )
     return ApiRuntime(
         metrics=metrics,
         holder=holder,
+        challenger=challenger,
         scorer=scorer,
         engine=log_engine,
         guard=guard,
@@ -123,7 +155,8 @@ def create_app(
 
     `model_loader` defaults to ``registry.load_champion`` and `model_watch` to
     ``registry.ModelWatch``; a custom loader without a watch is loaded once (and
-    retried every poll until it succeeds). `engine` defaults to
+    retried every poll until it succeeds). Both serve the challenger too, called with
+    :func:`exporter.model.roles.challenger_config` (its alias and reference). `engine` defaults to
     ``predlog.make_engine(config.data.current.url)``.
 
     `freeze_gc` (what `serve_api` passes) moves every object alive once the model is
@@ -156,6 +189,7 @@ def create_app(
     app.state.config = config
     app.state.metrics = runtime.metrics
     app.state.holder = runtime.holder
+    app.state.challenger = runtime.challenger
     app.state.scorer = runtime.scorer
     app.state.engine = runtime.engine
     errors.install(app)

@@ -1,17 +1,26 @@
-"""The model the API serves, swapped for a new champion without a restart.
+"""The models the API holds, each swapped for a new version without a restart.
 
-`ChampionHolder` keeps the loaded model in one attribute: a request reads it once and
-uses that model for the whole call, and a swap is a single assignment, so a request
-sees the previous model or the next one, never a mixture. `poll` (blocking; the app
-runs it in a worker thread every ``api.model_poll_seconds``) asks the registry where
-the champion alias points and loads the new version when it moved. When no model
-could be loaded the holder remembers why, for ``/health`` and the 503 bodies.
+`ModelHolder` keeps the loaded model of one registry role in one attribute: a request
+reads it once and uses that model for the whole call, and a swap is a single
+assignment, so a request sees the previous model or the next one, never a mixture.
+`poll` (blocking; the app runs it in a worker thread every ``api.model_poll_seconds``)
+asks the registry where the role's alias points and loads the new version when it
+moved. When no model could be loaded the holder remembers why, for ``/health`` and the
+503 bodies.
 
-Each served model carries the anomaly model of the reference snapshot
-(:mod:`.anomaly`), fitted in the same load, so a request sees a model and the profile
-of its reference together. A poll that finds the alias where it was still checks the
-reference file (one ``stat``): a promotion replaces it after moving the alias, and the
-served model then gets the new profile in another single assignment.
+The API holds two: the champion, which it serves, and (with ``api.shadow_scoring``)
+the challenger at ``model.challenger_alias``, which scores every prediction in the
+shadow (:mod:`.scoring`). A challenger alias that does not exist is the normal "no
+challenger" state, not a failure: the holder is then empty, says so once in the log,
+and drops a loaded challenger when its alias is removed (a promotion does that).
+Any other failure to load a version is reported to ``on_load_failure``.
+
+The champion carries the anomaly model of the reference snapshot (:mod:`.anomaly`),
+fitted in the same load, so a request sees a model and the profile of its reference
+together (the challenger has none: anomaly scores come from the champion). A poll that
+finds the alias where it was still checks the reference file (one ``stat``): a
+promotion replaces it after moving the alias, and the served model then gets the new
+profile in another single assignment.
 """
 
 from __future__ import annotations
@@ -19,11 +28,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
 
 from exporter.api.anomaly import AnomalyModel, AnomalyProfiles
 from exporter.api.fastpath import FastPath, verified_fast_path
@@ -32,12 +46,15 @@ from exporter.data import synthetic
 from exporter.domain import schema
 from exporter.domain.model import ModelRef
 from exporter.model import modeling
+from exporter.model.roles import Role
 from exporter.model.version import VersionedModel
 
 log = logging.getLogger("churn_monitor.api")
 
-#: Loads the champion: ``registry.load_champion`` or a stand-in with its contract
-#: (returns an object with ``model``, ``ref``, ``baseline`` and ``threshold``).
+#: Loads the version at the config's ``model.registry_alias``: ``registry.load_champion``
+#: or a stand-in with its contract (returns an object with ``model``, ``ref``,
+#: ``baseline`` and ``threshold``; raises ``registry.AliasNotFound`` when the alias
+#: does not exist).
 ModelLoader = Callable[[MonitoringConfig], Any]
 #: Makes a watch over the registry alias: ``registry.ModelWatch`` or a stand-in
 #: (``current() -> ModelRef`` and ``refresh() -> bool``).
@@ -54,6 +71,23 @@ class Served(VersionedModel):
     fast: FastPath | None = None
     #: Anomaly scores against the reference snapshot (:mod:`.anomaly`), or None.
     anomaly: AnomalyModel | None = None
+
+    def probabilities(self, columns: dict[str, Any], n: int) -> np.ndarray:
+        """P(churn) of the `n` customers in feature `columns`: the verified fast path
+        when there is one, else ``predict_proba``; one float per customer. scikit-learn's
+        finiteness and parameter checks are skipped: the request models already
+        rejected NaN and infinities (a blank TotalCharges is the one NaN imputed)."""
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            if self.fast is not None:
+                scores = self.fast(columns, n)
+            else:
+                frame = pd.DataFrame(columns, columns=list(schema.FEATURES))
+                proba = self.model.predict_proba(frame)
+                scores = np.asarray(proba, dtype=np.float64)[:, self.positive_column]
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (n,):
+            raise ValueError(f"expected {n} scores, got an array of shape {scores.shape}")
+        return scores
 
 
 def positive_column(model: Any) -> int:
@@ -86,44 +120,119 @@ def _reason(err: BaseException) -> str:
     return text.splitlines()[0][:500]
 
 
-class ChampionHolder:
-    """The served model, its last load error, and the polling that replaces it."""
+def _alias_missing(err: BaseException) -> bool:
+    """Whether `err` is the registry's ``AliasNotFound`` (the alias does not exist).
+
+    Looked up in ``sys.modules`` rather than imported: the registry module imports
+    MLflow (seconds), and a loader that never imported it cannot have raised it.
+    """
+    registry = sys.modules.get("exporter.model.registry")
+    return registry is not None and isinstance(err, registry.AliasNotFound)
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """How the log names a role's model and what the API does with it."""
+
+    what: str
+    use: str
+    using: str
+
+
+_WORDING: dict[Role, _Wording] = {
+    "champion": _Wording("model", "serve", "serving"),
+    "challenger": _Wording("challenger model", "shadow-score", "shadow-scoring with"),
+}
+
+
+class ModelHolder:
+    """The model of one registry role, its last load error, and the polling that
+    replaces it (see the module docstring).
+
+    `config` names the role's alias (``model.registry_alias``; for the challenger,
+    :func:`exporter.model.roles.challenger_config`). `on_swap` is called with each
+    model put in place, and with None when the challenger is dropped; `on_load_failure`
+    once per failed load (a missing challenger alias is not one).
+    """
 
     def __init__(
         self,
         config: MonitoringConfig,
         loader: ModelLoader,
         watch_factory: WatchFactory | None,
-        on_swap: Callable[[Served], None] | None = None,
+        on_swap: Callable[[Served | None], None] | None = None,
         anomaly: AnomalyProfiles | None = None,
+        *,
+        role: Role = "champion",
+        on_load_failure: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.role = role
+        self._wording = _WORDING[role]
         self._loader = loader
         self._watch_factory = watch_factory
         self._watch: Any = None
         self._on_swap = on_swap
+        self._on_load_failure = on_load_failure
         self._anomaly = anomaly
         self._lock = threading.Lock()  # one load at a time; readers never take it
+        self._absence_logged = False
         self.current: Served | None = None
         self.error: str | None = "the model has not been loaded yet"
 
+    @property
+    def _may_be_absent(self) -> bool:
+        """Whether a missing alias is a state rather than a failure (the challenger)."""
+        return self.role == "challenger"
+
+    def _absent(self, reason: str) -> bool:
+        """The alias does not exist: hold nothing (log it once); True when a model was
+        dropped."""
+        previous = self.current
+        self.current = None
+        self.error = reason
+        if not self._absence_logged:
+            self._absence_logged = True
+            log.info(
+                "no %s at alias %s of %s: nothing to %s until one is registered (%s)",
+                self.role,
+                self.config.model.registry_alias,
+                self.config.model.name,
+                self._wording.use,
+                reason,
+            )
+        if previous is not None and self._on_swap is not None:
+            self._on_swap(None)
+        return previous is not None
+
+    def _failed(self, err: Exception) -> None:
+        """A load failed: log it, keep the current model, report the failure."""
+        reason = _reason(err)
+        if self.current is None:
+            self.error = reason
+            log.warning("no %s to %s: %s", self._wording.what, self._wording.use, reason)
+        else:
+            log.error(
+                "keeping %s %s version %s: loading the new %s failed: %s",
+                self._wording.what,
+                self.current.ref.name,
+                self.current.ref.version,
+                self.role,
+                reason,
+            )
+        if self._on_load_failure is not None:
+            self._on_load_failure()
+
     def load(self) -> bool:
-        """Load the champion now; True when a model is being served afterwards."""
+        """Load the role's version now; True when a model is held afterwards."""
         with self._lock:
             try:
                 loaded = self._loader(self.config)
             except Exception as err:
-                reason = _reason(err)
-                if self.current is None:
-                    self.error = reason
-                    log.warning("no model to serve: %s", reason)
+                if self._may_be_absent and _alias_missing(err):
+                    self._absent(_reason(err))
                 else:
-                    log.error(
-                        "keeping model %s version %s: loading the new champion failed: %s",
-                        self.current.ref.name,
-                        self.current.ref.version,
-                        reason,
-                    )
+                    self._failed(err)
                 return self.current is not None
             column = positive_column(loaded.model)
             columns, frame = _check_sample()
@@ -141,9 +250,12 @@ class ChampionHolder:
             previous = self.current
             self.current = served  # the atomic swap
             self.error = None
+            self._absence_logged = False
             if previous is None:
                 log.info(
-                    "serving model %s version %s (run %s, threshold %.4f, %s)",
+                    "%s %s %s version %s (run %s, threshold %.4f, %s)",
+                    self._wording.using,
+                    self._wording.what,
                     served.ref.name,
                     served.ref.version,
                     served.ref.run_id,
@@ -152,7 +264,8 @@ class ChampionHolder:
                 )
             elif previous.ref != served.ref:
                 log.info(
-                    "switched model %s from version %s to version %s (run %s, threshold %.4f)",
+                    "switched %s %s from version %s to version %s (run %s, threshold %.4f)",
+                    self._wording.what,
                     served.ref.name,
                     previous.ref.version,
                     served.ref.version,
@@ -163,7 +276,7 @@ class ChampionHolder:
                 self._on_swap(served)
             return True
 
-    def _champion_ref(self) -> ModelRef | None:
+    def _alias_ref(self) -> ModelRef | None:
         """Where the alias points now, per the watch (None when it cannot tell)."""
         if self._watch_factory is None:
             return None
@@ -188,18 +301,22 @@ class ChampionHolder:
             return True
 
     def poll(self) -> bool:
-        """Load the champion if none is served or the alias moved, else follow the
-        reference file; True on a swap."""
+        """Load the role's version if none is held or the alias moved, drop the
+        challenger whose alias was removed, else follow the reference file; True on a
+        swap."""
         current = self.current
         if current is None:
             return self.load()
         try:
-            ref = self._champion_ref()
+            ref = self._alias_ref()
         except Exception as err:
+            if self._may_be_absent and _alias_missing(err):
+                with self._lock:
+                    return self._absent(_reason(err))
             log.warning("cannot check the model registry: %s", _reason(err))
             ref = None
         if ref is None or ref == current.ref:
             return self.refresh_anomaly()
-        log.info("champion of %s moved to version %s; loading it", ref.name, ref.version)
+        log.info("%s of %s moved to version %s; loading it", self.role, ref.name, ref.version)
         self.load()
         return self.current is not current

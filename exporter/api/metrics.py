@@ -1,6 +1,13 @@
 """The API's own Prometheus families (`churn_api_*`, docs/metrics.md) and the ASGI
 middleware that counts and times every request.
 
+The shadow families describe the challenger scoring every prediction beside the
+champion: its scores of logged predictions, the version loaded, and its failures by
+``stage`` (``load``: a version at the challenger alias could not be loaded; ``score``:
+it raised on the rows handed to it, whose shadow scores are then null; ``log``: the
+prediction log refused their shadow scores; ``overload``: rows not queued because too
+many were waiting; see :mod:`.shadow`).
+
 Each app gets its own `CollectorRegistry`, so two apps in one process (tests) do not
 collide. ``route`` is the route template (``/predict``), never the raw path, and
 ``unmatched`` for paths no route serves, so the label stays bounded.
@@ -12,6 +19,7 @@ import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 from prometheus_client import (
@@ -47,6 +55,9 @@ _LATENCY_BUCKETS = (
     10.0,
 )
 _SCORE_BUCKETS = (*tuple(round(0.05 * i, 2) for i in range(1, 20)), 1.0)
+#: Where shadow scoring can fail (the `stage` label of churn_api_shadow_failures_total).
+ShadowStage = Literal["load", "score", "log", "overload"]
+SHADOW_STAGES: tuple[ShadowStage, ...] = ("load", "score", "log", "overload")
 
 
 class BulkHistogram(Collector):
@@ -139,10 +150,31 @@ class ApiMetrics:
             ("model", "version"),
             registry=self.registry,
         )
+        self.shadow_failures = counter(
+            "churn_api_shadow_failures",
+            "Failures of the challenger's shadow scoring, by stage (load, score, log, overload).",
+            ("model", "stage"),
+        )
+        self.shadow_score = BulkHistogram(
+            "churn_api_shadow_score",
+            "The challenger's churn probabilities of logged predictions (never served).",
+            "model",
+            model,
+            _SCORE_BUCKETS,
+        )
+        self.registry.register(self.shadow_score)
+        self.shadow_model_info = Gauge(
+            "churn_api_shadow_model_info",
+            "1 for the challenger version scoring predictions in the shadow.",
+            ("model", "version"),
+            registry=self.registry,
+        )
         # Children created up front, so the series exist before the first prediction.
         self._predicted = {p: self.predictions.labels(model, str(p)) for p in (0, 1)}
         self._inference = self.inference.labels(model)
+        self._shadow_failed = {s: self.shadow_failures.labels(model, s) for s in SHADOW_STAGES}
         self._served: str | None = None
+        self._shadowing: str | None = None
 
     def serving(self, ref: ModelRef | None) -> None:
         """Point `churn_api_model_info` at `ref` (or at nothing)."""
@@ -152,6 +184,22 @@ class ApiMetrics:
         if ref is not None:
             self.model_info.labels(self.model, ref.version).set(1)
             self._served = ref.version
+
+    def shadowing(self, ref: ModelRef | None) -> None:
+        """Point `churn_api_shadow_model_info` at the challenger `ref` (or at nothing)."""
+        if self._shadowing is not None:
+            self.shadow_model_info.remove(self.model, self._shadowing)
+            self._shadowing = None
+        if ref is not None:
+            self.shadow_model_info.labels(self.model, ref.version).set(1)
+            self._shadowing = ref.version
+
+    def shadow_failed(self, stage: ShadowStage) -> None:
+        """Count one failure of the challenger at `stage`."""
+        self._shadow_failed[stage].inc()
+
+    def observe_shadow(self, scores: np.ndarray) -> None:
+        self.shadow_score.observe_many(scores)
 
     def observe_inference(self, seconds: float) -> None:
         self._inference.observe(seconds)

@@ -266,3 +266,7 @@ class Health(BaseModel):
     model_error: str | None = None
     database: Literal["ok", "unavailable"]
     database_error: str | None = None
+    challenger_version: str | None = Field(
+        default=None,
+        description="the challenger version scoring every prediction in the shadow (null: none)",
+    )

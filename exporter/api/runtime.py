@@ -1,11 +1,17 @@
 """The prediction service's moving parts and their lifecycle.
 
-`ApiRuntime` holds what the routes use (the champion holder, the micro-batching scorer,
-the prediction log's engine and its file guard, the ``churn_api_*`` metrics) and runs
-the app's lifespan: create the log's tables, load the first model (waiting at most
-``model_wait_seconds``), start the scorer and the background tasks (the model poll
-every ``api.model_poll_seconds``, the SQLite WAL checkpoint every
-:data:`CHECKPOINT_SECONDS`), and stop them all at shutdown.
+`ApiRuntime` holds what the routes use (the champion holder, the challenger holder when
+shadow scoring is on, the micro-batching scorer, the prediction log's engine and its
+file guard, the ``churn_api_*`` metrics) and runs the app's lifespan: create the log's
+tables, load the first model (waiting at most ``model_wait_seconds``), start the scorer
+and the background tasks (the model poll every ``api.model_poll_seconds``, the
+challenger's first load and then its poll at the same interval, the SQLite WAL
+checkpoint every :data:`CHECKPOINT_SECONDS`), and stop them all at shutdown.
+
+Only the champion gates readiness: the challenger is first loaded in a task of its own
+once the champion's first load has settled, so it never delays the first answer nor
+competes with the champion's load for the CPU, and its loads never hold up the
+champion's poll.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from exporter.api.champion import ChampionHolder
+from exporter.api.champion import ModelHolder
 from exporter.api.logguard import LogFileGuard
 from exporter.api.metrics import ApiMetrics
 from exporter.api.scoring import Scorer
@@ -79,12 +85,14 @@ class ApiRuntime:
     """
 
     metrics: ApiMetrics
-    holder: ChampionHolder
+    holder: ModelHolder
     scorer: Scorer
     engine: Engine
     guard: LogFileGuard
     poll_seconds: float
     model_wait_seconds: float
+    #: The challenger shadow-scoring every prediction (None: shadow scoring is off).
+    challenger: ModelHolder | None = None
     own_engine: bool = False
     freeze_gc: bool = False
     tables_ready: bool = False
@@ -145,6 +153,19 @@ class ApiRuntime:
             except Exception:
                 log.exception("model poll failed")
 
+    async def follow_challenger(self) -> None:
+        """Load the challenger, then poll its alias every `poll_seconds`."""
+        assert self.challenger is not None
+        step = self.challenger.load
+        while True:
+            try:
+                if await in_daemon_thread(step):
+                    self.settle_gc()
+            except Exception:
+                log.exception("challenger poll failed")
+            step = self.challenger.poll
+            await asyncio.sleep(self.poll_seconds)
+
     async def checkpoint_forever(self) -> None:
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
@@ -168,6 +189,10 @@ class ApiRuntime:
         await self._load_first_model()
         self.scorer.start()
         background = [asyncio.create_task(self.poll_forever(), name="churn-api-model-poll")]
+        if self.challenger is not None:
+            background.append(
+                asyncio.create_task(self.follow_challenger(), name="churn-api-challenger-poll")
+            )
         if predlog.is_sqlite(self.engine):
             background.append(
                 asyncio.create_task(self.checkpoint_forever(), name="churn-api-wal-checkpoint")

@@ -23,6 +23,11 @@ the fast path reads; when the served model has no anomaly model (no reference, o
 multivariate disabled) or the computation fails, both are None (null in the answer
 and in the log) and the prediction goes on.
 
+With a challenger (``api.shadow_scoring``), the rows logged are handed, after their
+transaction, to the challenger's own worker (:mod:`.shadow`), which scores them in the
+background and fills their challenger columns; the answer is the champion's alone and
+never waits for the challenger.
+
 A request's rows are never split across transactions, so a batch request is logged
 all or nothing; an answer is sent only after its rows are committed. When the model
 fails, every request of that micro-batch gets the error; when the log fails, every
@@ -47,13 +52,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sklearn
 from sqlalchemy.engine import Engine
 
-from exporter.api.champion import ChampionHolder, Served
+from exporter.api.champion import ModelHolder, Served
 from exporter.api.logguard import LogFileGuard
 from exporter.api.metrics import ApiMetrics
 from exporter.api.models import Customer
+from exporter.api.shadow import ShadowScorer
 from exporter.data import predlog
 from exporter.domain import schema
 
@@ -61,7 +66,7 @@ log = logging.getLogger("churn_monitor.api")
 
 _FEATURE_VALUES = operator.attrgetter(*schema.FEATURES)
 #: A logged row is (id, ts, model, version, customer_id, *features, score, predicted,
-#: anomaly_score, unusual).
+#: anomaly_score, unusual, challenger_version, challenger_score).
 _ROW_LAYOUT = (
     "id",
     "ts",
@@ -73,7 +78,11 @@ _ROW_LAYOUT = (
     "predicted",
     "anomaly_score",
     "unusual",
+    "challenger_version",
+    "challenger_score",
 )
+#: The challenger columns of a row as logged: the shadow worker fills them afterwards.
+_NO_SHADOW = (None, None)
 if predlog.PREDICTION_COLUMNS != _ROW_LAYOUT:
     raise RuntimeError(f"predlog.predictions has columns {predlog.PREDICTION_COLUMNS}")
 
@@ -123,7 +132,17 @@ def feature_frame(customers: Sequence[Customer]) -> pd.DataFrame:
     return pd.DataFrame(feature_columns(customers), columns=list(schema.FEATURES))
 
 
-def _single_threaded_openmp() -> None:
+def _rows_of(columns: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """The feature columns of the rows where `keep` is True."""
+    return {
+        name: values[keep]
+        if isinstance(values, np.ndarray)
+        else list(np.asarray(values, dtype=object)[keep])
+        for name, values in columns.items()
+    }
+
+
+def single_threaded_openmp() -> None:
     """Thread initializer: OpenMP teams of one in this thread (its own ICV)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -145,15 +164,17 @@ class Scorer:
 
     def __init__(
         self,
-        holder: ChampionHolder,
+        holder: ModelHolder,
         engine: Engine,
         metrics: ApiMetrics,
         model_name: str,
         max_rows: int,
         clock: Callable[[], float] = time.time,
         guard: LogFileGuard | None = None,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self.holder = holder
+        self.shadow = shadow
         self.engine = engine
         self.guard = guard if guard is not None else LogFileGuard(engine)
         self.metrics = metrics
@@ -169,10 +190,12 @@ class Scorer:
         self._executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="churn-api-scorer",
-            initializer=_single_threaded_openmp,
+            initializer=single_threaded_openmp,
         )
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="churn-api-scorer")
+        if self.shadow is not None:
+            self.shadow.start()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -188,6 +211,8 @@ class Scorer:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self.shadow is not None:
+            await self.shadow.stop()
 
     async def score(
         self, customers: Sequence[Customer], *, log: bool = True
@@ -253,7 +278,8 @@ class Scorer:
         self, jobs: Sequence[_Job]
     ) -> tuple[Served, list[list[Scored] | predlog.LogUnavailable]]:
         """Blocking: one predict_proba call for all `jobs` and one transaction for the
-        rows of those that are logged (their answers, or the log's error, per job)."""
+        rows of those that are logged (their answers, or the log's error, per job); the
+        rows logged then go to the challenger's worker."""
         served = self.holder.current
         if served is None:
             raise ModelNotReady(self.holder.error or "no model is loaded")
@@ -261,13 +287,7 @@ class Scorer:
         columns = feature_columns(customers)
         start = time.perf_counter()
         try:
-            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                if served.fast is not None:
-                    scores = served.fast(columns, len(customers))
-                else:
-                    frame = pd.DataFrame(columns, columns=list(schema.FEATURES))
-                    proba = served.model.predict_proba(frame)
-                    scores = np.asarray(proba, dtype=np.float64)[:, served.positive_column]
+            scores = served.probabilities(columns, len(customers))
         except Exception as err:
             log.exception(
                 "model %s version %s failed to score", served.ref.name, served.ref.version
@@ -277,14 +297,13 @@ class Scorer:
             ) from err
         self.metrics.observe_inference(time.perf_counter() - start)
         anomaly_scores, unusual = self._anomaly(served, columns, len(customers))
-        scores = np.asarray(scores, dtype=np.float64)
+        flags = [job.log for job in jobs for _ in job.customers]
         predicted = (scores >= served.threshold).astype(int)
         now = self.clock()
         rows: list[tuple[object, ...]] = []
         logged = np.zeros(len(customers), dtype=bool)
         answers: list[Scored] = []
         name, version = served.ref.name, served.ref.version
-        flags = [job.log for job in jobs for _ in job.customers]
         for i, (customer, score, label, keep, odd_score, odd) in enumerate(
             zip(
                 customers,
@@ -300,7 +319,8 @@ class Scorer:
             cid = customer.customerID
             if keep:
                 features = _FEATURE_VALUES(customer)
-                rows.append((pid, now, name, version, cid, *features, score, label, odd_score, odd))
+                row = (pid, now, name, version, cid, *features, score, label, odd_score, odd)
+                rows.append((*row, *_NO_SHADOW))
                 logged[i] = True
             answers.append(Scored(pid, cid, score, label, odd_score, odd))
         failure: predlog.LogUnavailable | None = None
@@ -315,6 +335,9 @@ class Scorer:
                     self.metrics.observe_predictions(scores, predicted)
                 else:
                     self.metrics.observe_predictions(scores[logged], predicted[logged])
+                if self.shadow is not None:
+                    kept = columns if len(rows) == len(customers) else _rows_of(columns, logged)
+                    self.shadow.submit([str(row[0]) for row in rows], kept)
         out: list[list[Scored] | predlog.LogUnavailable] = []
         offset = 0
         for job in jobs:

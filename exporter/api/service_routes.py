@@ -30,6 +30,7 @@ def _model_info(served: Served) -> ModelInfo:
 def add_service_routes(app: FastAPI, runtime: ApiRuntime, auth: openapi.Responses) -> None:
     """Health, the served model, the ``churn_api_*`` metrics and the index."""
     holder = runtime.holder
+    challenger = runtime.challenger
 
     @app.get(
         "/health",
@@ -38,8 +39,10 @@ def add_service_routes(app: FastAPI, runtime: ApiRuntime, auth: openapi.Response
         tags=["service"],
     )
     async def health() -> JSONResponse:
-        """Liveness and readiness: 200 when a model is loaded and the log answers."""
+        """Liveness and readiness: 200 when a model is loaded and the log answers (the
+        challenger, scoring in the shadow, plays no part)."""
         served = holder.current
+        shadow = challenger.current if challenger is not None else None
         try:
             await run_in_threadpool(runtime.ping)
             db_error = None
@@ -51,6 +54,7 @@ def add_service_routes(app: FastAPI, runtime: ApiRuntime, auth: openapi.Response
             model_error=None if served is not None else holder.error,
             database="ok" if db_error is None else "unavailable",
             database_error=db_error,
+            challenger_version=shadow.ref.version if shadow is not None else None,
         )
         return JSONResponse(
             status_code=200 if body.status == "ok" else 503, content=body.model_dump()

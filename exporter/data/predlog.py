@@ -10,10 +10,11 @@ written) when the database cannot be reached or stays locked past the busy timeo
 They block, so an async caller runs them in a worker thread.
 
 Columns added after the first release (`ADDED_COLUMNS`: the anomaly score and the
-unusual flag) are nullable. `create_tables` adds those missing from a log created by an
-earlier version (``ALTER TABLE ... ADD COLUMN``, after inspecting the table, so it is
-idempotent and safe when two processes race), and `log_predictions` fills them with
-NULL for rows that lack them, so old rows and old writers keep working.
+unusual flag, then the challenger's version and its shadow score) are nullable.
+`create_tables` adds those missing from a log created by an earlier version (``ALTER
+TABLE ... ADD COLUMN``, after inspecting the table, so it is idempotent and safe when
+two processes race), and `log_predictions` fills them with NULL for rows that lack
+them, so old rows and old writers keep working.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ predictions = sa.Table(
     # API had no reference profile, and for rows logged before they existed.
     sa.Column("anomaly_score", sa.Float, nullable=True),
     sa.Column("unusual", sa.Boolean(create_constraint=False), nullable=True),
+    # The challenger version that scored the customer in the shadow, and its P(churn)
+    # (never served); both NULL when there was no challenger or it failed to score.
+    sa.Column("challenger_version", sa.String(50), nullable=True),
+    sa.Column("challenger_score", sa.Float, nullable=True),
 )
 
 feedback = sa.Table(
@@ -83,7 +88,12 @@ feedback = sa.Table(
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(c.name for c in predictions.columns)
 #: Nullable columns added after the first release, in table order (they end the row):
 #: `create_tables` adds them to an older log, `log_predictions` defaults them to NULL.
-ADDED_COLUMNS: tuple[str, ...] = ("anomaly_score", "unusual")
+ADDED_COLUMNS: tuple[str, ...] = (
+    "anomaly_score",
+    "unusual",
+    "challenger_version",
+    "challenger_score",
+)
 if PREDICTION_COLUMNS[-len(ADDED_COLUMNS) :] != ADDED_COLUMNS:
     raise RuntimeError("the added predictions columns must end the table")
 
@@ -230,7 +240,8 @@ def log_predictions(
 ) -> None:
     """Insert `rows` in one transaction: dicts with every `predictions` column, or
     tuples in `PREDICTION_COLUMNS` order. The `ADDED_COLUMNS` may be left out (a dict
-    without them, a tuple that stops before them): they are logged as NULL.
+    without some of them, a tuple that stops before one of them): they are logged as
+    NULL.
 
     The statement is compiled once per dialect and run with the driver's
     ``executemany``: several times faster than a Core ``insert()`` for the API's
@@ -250,8 +261,9 @@ def log_predictions(
             params = [{key: row[key] for key in PREDICTION_COLUMNS} for row in mappings]
     else:
         tuples = cast("Sequence[Sequence[Any]]", rows)
-        if len(tuples[0]) == len(PREDICTION_COLUMNS) - len(ADDED_COLUMNS):
-            padding = (None,) * len(ADDED_COLUMNS)
+        missing = len(PREDICTION_COLUMNS) - len(tuples[0])
+        if 0 < missing <= len(ADDED_COLUMNS):
+            padding = (None,) * missing
             tuples = [(*row, *padding) for row in tuples]
         if order == PREDICTION_COLUMNS:
             params = list(tuples)
@@ -263,6 +275,24 @@ def log_predictions(
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(sql, params)
+    except sa.exc.SQLAlchemyError as err:
+        raise _unavailable(err) from err
+
+
+def record_shadow_scores(engine: Engine, rows: Sequence[tuple[str, float, str]]) -> None:
+    """Set the challenger's version and score of logged predictions, in one transaction:
+    `rows` of ``(challenger_version, challenger_score, prediction_id)``."""
+    if not rows:
+        return
+    statement = (
+        predictions.update()
+        .where(predictions.c.id == sa.bindparam("pid"))
+        .values(challenger_version=sa.bindparam("cv"), challenger_score=sa.bindparam("cs"))
+    )
+    params = [{"cv": version, "cs": score, "pid": pid} for version, score, pid in rows]
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement, params)
     except sa.exc.SQLAlchemyError as err:
         raise _unavailable(err) from err
 
