@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -21,7 +22,12 @@ from exporter.domain import schema
 SCORE = "score"
 PREDICTED = "predicted"
 ACTUAL = "actual"
-_PASSTHROUGH = (SCORE, PREDICTED, ACTUAL)
+#: The prediction log's model version, and the challenger's score and version (shadow).
+VERSION = "version"
+CHALLENGER_SCORE = "challenger_score"
+CHALLENGER_VERSION = "challenger_version"
+_PASSTHROUGH = (SCORE, PREDICTED, ACTUAL, CHALLENGER_SCORE)
+_TEXT_PASSTHROUGH = (VERSION, CHALLENGER_VERSION)
 
 
 class SourceError(RuntimeError):
@@ -42,7 +48,8 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 
 
 def _schema_frame(raw: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Validate the Telco columns and keep the score/predicted columns the source has."""
+    """Validate the Telco columns and keep the score, label and version columns the
+    source has (numbers as floats, versions as text, missing ones as None)."""
     try:
         loaded = normalize_frame(raw)
     except DataSchemaError as err:
@@ -52,6 +59,10 @@ def _schema_frame(raw: pd.DataFrame, where: str) -> pd.DataFrame:
         if column in raw.columns:
             values = pd.to_numeric(raw[column], errors="coerce")
             frame = frame.assign(**{column: values.to_numpy()})
+    for column in _TEXT_PASSTHROUGH:
+        if column in raw.columns:
+            text = [None if pd.isna(v) else str(v) for v in raw[column]]
+            frame = frame.assign(**{column: np.array(text, dtype=object)})
     return frame
 
 
@@ -133,6 +144,21 @@ def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) 
         engine.dispose()
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN})
     return _schema_frame(raw, f"{source.url} table {source.table} with feedback")
+
+
+def shadowed(frame: pd.DataFrame, champion_version: str, challenger_version: str) -> pd.DataFrame:
+    """The rows scored by both models of a comparison: logged by `champion_version`
+    with a finite shadow score of `challenger_version` (none when the log predates
+    shadow scoring)."""
+    if VERSION not in frame.columns or CHALLENGER_VERSION not in frame.columns:
+        columns = (VERSION, CHALLENGER_VERSION, CHALLENGER_SCORE)
+        return frame.iloc[0:0].assign(**{column: [] for column in columns})
+    keep = (
+        (frame[VERSION] == champion_version)
+        & (frame[CHALLENGER_VERSION] == challenger_version)
+        & np.isfinite(frame[CHALLENGER_SCORE].to_numpy(dtype=float))
+    )
+    return frame[keep.to_numpy()].reset_index(drop=True)
 
 
 def _reason(err: sa.exc.SQLAlchemyError) -> str:

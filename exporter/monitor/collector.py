@@ -21,7 +21,7 @@ from exporter.domain.model import ModelRef
 from exporter.model.studies import StudyProgress
 from exporter.monitor.store import JobHealth, SnapshotStore
 from exporter.stats.multivariate import MultivariateDrift
-from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
+from exporter.stats.snapshots import ComparisonSnapshot, DriftSnapshot, PerformanceSnapshot
 
 _SCHEDULED = "Computed on a schedule; the last finished run is served."
 _KEEPS = "A failed run keeps the last good values."
@@ -239,6 +239,90 @@ def performance_families(snap: PerformanceSnapshot) -> Iterator[Metric]:
     yield from _per_model(model, per_model)
 
 
+def comparison_families(snap: ComparisonSnapshot) -> Iterator[Metric]:
+    """Champion and challenger on the same customers: per role (label ``role``), the
+    paired tests and the agreement. Without a challenger only the thresholds remain."""
+    model = snap.model.name
+    roles = [q for q in (snap.champion, snap.challenger) if q is not None]
+    info = _gauge(
+        "churn_comparison_model_info",
+        "1 for the model version holding each role (registry alias) in the comparison.",
+        ["model", "role", "version"],
+    )
+    realized = _gauge(
+        "churn_comparison_performance",
+        "Realized metric of each model on the labelled customers both models scored.",
+        ["model", "role", "metric"],
+    )
+    estimated = _gauge(
+        "churn_comparison_performance_estimated",
+        "Label-free estimate of each model's metric on the customers both scored.",
+        ["model", "role", "metric"],
+    )
+    psi = _gauge(
+        "churn_comparison_prediction_drift_psi",
+        "PSI of each model's scores on the customers both scored, against its reference.",
+        ["model", "role"],
+    )
+    for q in roles:
+        info.add_metric([model, q.role, q.model.version], 1.0)
+        for metric in METRICS:
+            _add(realized, [model, q.role, metric], q.realized.values.get(metric))
+            _add(estimated, [model, q.role, metric], q.estimated.values.get(metric))
+        _add(psi, [model, q.role], q.prediction_psi)
+    yield from (info, realized, estimated, psi)
+
+    paired = snap.paired
+    per_model: list[tuple[str, str, float | None]] = [
+        (
+            "churn_comparison_paired_rows",
+            "Labelled customers scored by both models (the paired tests' sample).",
+            None if paired is None else paired.n_paired,
+        ),
+        (
+            "churn_comparison_auc_difference",
+            "Challenger minus champion ROC AUC on the paired rows.",
+            None if paired is None else paired.auc_difference,
+        ),
+        (
+            "churn_comparison_auc_difference_pvalue",
+            "Two-sided p-value of DeLong's test that both ROC AUCs are equal.",
+            None if paired is None else paired.auc_pvalue,
+        ),
+        (
+            "churn_comparison_accuracy_difference",
+            "Challenger minus champion accuracy on the paired rows.",
+            None if paired is None else paired.accuracy_difference,
+        ),
+        (
+            "churn_comparison_accuracy_difference_pvalue",
+            "p-value of McNemar's test that both accuracies are equal.",
+            None if paired is None else paired.mcnemar_pvalue,
+        ),
+        (
+            "churn_comparison_agreement_ratio",
+            "Share of the window's customers on which both models' decisions agree.",
+            snap.agreement_ratio,
+        ),
+        (
+            "churn_comparison_shadowed_rows",
+            "Customers of the window scored by both models.",
+            snap.shadowed_rows if snap.challenger is not None else None,
+        ),
+        (
+            "churn_comparison_pvalue_threshold",
+            "DeLong p-value below which a higher challenger ROC AUC counts, from config.",
+            snap.pvalue_threshold,
+        ),
+        (
+            "churn_comparison_min_paired_rows",
+            "Paired labelled rows needed before the challenger can count as better.",
+            snap.min_paired_rows,
+        ),
+    ]
+    yield from _per_model(model, per_model)
+
+
 def optuna_families(studies: tuple[StudyProgress, ...]) -> Iterator[Metric]:
     """Study progress: best value, trials by state, numeric best parameters, last trial."""
     best = _gauge("churn_optuna_best_value", "Best objective value of the study.", ["study"])
@@ -322,6 +406,7 @@ FamilyBuilder = Callable[[Any], Iterator[Metric]]
 BUILDERS: dict[str, FamilyBuilder] = {
     "drift": drift_families,
     "performance": performance_families,
+    "comparison": comparison_families,
     "optuna": optuna_families,
 }
 

@@ -49,6 +49,41 @@ class ScoreReference:
     positive_ratio: float | None
 
 
+def derive_score_reference(
+    frame: pd.DataFrame, path: str, threshold: float, psi_bins: int
+) -> ScoreReference:
+    """What a model's reference snapshot (read from `path`) says about its scores: their
+    profile, the label-free estimate's calibrator (None without labels) and the share
+    predicted to churn at `threshold`."""
+    if SCORE not in frame.columns:
+        raise SourceError(
+            f"{path}: the reference has no '{SCORE}' column of model "
+            "scores (run `churn-monitor train` to write one)"
+        )
+    scores = frame[SCORE].to_numpy(dtype=float)
+    calibrator = None
+    if schema.TARGET in frame.columns:
+        labels = frame[schema.TARGET].map(_LABEL_VALUES).to_numpy()
+        try:
+            calibrator = fit_calibrator(scores, labels)
+        except ValueError as err:
+            log.warning("no label-free estimate: %s", err)
+    return ScoreReference(
+        calibrator=calibrator,
+        scores=drift.profile_numeric(scores, psi_bins),
+        threshold=threshold,
+        positive_ratio=positive_ratio(scores, threshold),
+    )
+
+
+def estimate(ref: ScoreReference, scores: np.ndarray, min_rows: int) -> MetricSet:
+    """The label-free estimate of a window's `scores` (empty when the reference had no
+    labels to calibrate on)."""
+    if ref.calibrator is None:
+        return MetricSet({}, len(scores), "the reference has no labels to calibrate on")
+    return estimated_metrics(scores, ref.threshold, ref.calibrator, min_rows=min_rows)
+
+
 class PerformanceJob(ReferenceJob):
     """Realized and estimated model quality, prediction drift and revenue at risk."""
 
@@ -66,24 +101,8 @@ class PerformanceJob(ReferenceJob):
         key, frame = self.reference.get(version)
         key = (*key, threshold)
         if self._derived is None or self._derived[0] != key:
-            if SCORE not in frame.columns:
-                raise SourceError(
-                    f"{self.reference.path}: the reference has no '{SCORE}' column of model "
-                    "scores (run `churn-monitor train` to write one)"
-                )
-            scores = frame[SCORE].to_numpy(dtype=float)
-            calibrator = None
-            if schema.TARGET in frame.columns:
-                labels = frame[schema.TARGET].map(_LABEL_VALUES).to_numpy()
-                try:
-                    calibrator = fit_calibrator(scores, labels)
-                except ValueError as err:
-                    log.warning("no label-free estimate: %s", err)
-            derived = ScoreReference(
-                calibrator=calibrator,
-                scores=drift.profile_numeric(scores, self.config.data_drift_monitoring.psi_bins),
-                threshold=threshold,
-                positive_ratio=positive_ratio(scores, threshold),
+            derived = derive_score_reference(
+                frame, self.reference.path, threshold, self.config.data_drift_monitoring.psi_bins
             )
             self._derived = (key, derived)
         return self._derived[1]
@@ -145,10 +164,7 @@ class PerformanceJob(ReferenceJob):
             min_rows=cfg.min_labeled_rows,
         )
         min_rows = self.config.data_drift_monitoring.min_window_rows
-        if ref.calibrator is None:
-            estimated = MetricSet({}, len(scores), "the reference has no labels to calibrate on")
-        else:
-            estimated = estimated_metrics(scores, ref.threshold, ref.calibrator, min_rows=min_rows)
+        estimated = estimate(ref, scores, min_rows)
         pred_drift = compare_numeric(ref.scores, scores) if len(scores) >= min_rows else None
         t = cfg.thresholds
         return PerformanceSnapshot(

@@ -18,7 +18,9 @@ from exporter.domain.model import ModelRef
 from exporter.loop.receiver import AlertReceiver
 from exporter.loop.retraining import RetrainingTrigger
 from exporter.model.registry import ModelWatch
+from exporter.model.roles import challenger_config
 from exporter.monitor.collector import FamilyBuilder, SnapshotCollector
+from exporter.monitor.comparison_job import ComparisonJob
 from exporter.monitor.drift_job import DriftJob
 from exporter.monitor.jobs import Job, run_job
 from exporter.monitor.optuna_job import OptunaJob
@@ -57,6 +59,16 @@ class Monitor:
         return {job.name: run_job(job, self.store) for job in self.jobs}
 
 
+def comparing(config: MonitoringConfig) -> bool:
+    """Whether champion and challenger are compared: enabled, a challenger alias, and
+    the prediction log (where the shadow scores are) as the current window."""
+    return (
+        config.model_comparison.enabled
+        and challenger_config(config) is not None
+        and config.data.current.kind == "sql"
+    )
+
+
 def build_monitor(
     config: MonitoringConfig,
     *,
@@ -77,6 +89,8 @@ def build_monitor(
         jobs.append(DriftJob(config, reference, **common))
     if config.performance_monitoring.enabled:
         jobs.append(PerformanceJob(config, reference, **common))
+    if comparing(config):
+        jobs.append(ComparisonJob(config, reference, model=watch, interval_seconds=interval))
     if config.optuna.enabled:
         jobs.append(OptunaJob(config, interval_seconds=interval))
     return Monitor(config=config, jobs=jobs, model=watch.current, receiver=receiver)
