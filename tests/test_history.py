@@ -14,7 +14,7 @@ from exporter.data import synthetic
 from exporter.data.history import WebhookError, open_history, parse_notification, query
 from exporter.loop.receiver import AlertReceiver
 from exporter.loop.retraining import RetrainingTrigger
-from exporter.model.registry import load_champion, resolve
+from exporter.model.registry import AliasNotFound, load_champion, resolve
 
 from .test_performance_monitoring import log_window, make_config
 
@@ -145,8 +145,10 @@ def test_retraining_follows_the_promotion_rule_and_the_cooldown(
     assert promoted["challenger_version"] == "3"
     assert promoted["challenger_value"] - promoted["champion_value"] >= 0.02
     assert resolve(config).ref.version == "3"
+    # The promoted challenger is the champion: its alias is gone until the next one.
     challenger = config.model.model_copy(update={"registry_alias": "challenger"})
-    assert resolve(config.model_copy(update={"model": challenger})).ref.version == "3"
+    with pytest.raises(AliasNotFound):
+        resolve(config.model_copy(update={"model": challenger}))
     assert json.loads((tmp / "baseline.json").read_text())["version"] == "3"
 
     # 3. a second alert inside the (default, 6 h) cooldown does not retrain

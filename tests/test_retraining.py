@@ -27,9 +27,15 @@ from exporter.data import predlog, synthetic
 from exporter.data.history import open_history, parse_notification, query
 from exporter.data.loader import load_customers
 from exporter.domain import schema
-from exporter.loop import retraining
+from exporter.loop import promotion
 from exporter.loop.retraining import RetrainingTrigger
-from exporter.model.registry import ModelUnavailable, baseline_path, resolve, set_alias
+from exporter.model.registry import (
+    AliasNotFound,
+    ModelUnavailable,
+    baseline_path,
+    resolve,
+    set_alias,
+)
 
 from .support import copy_store
 from .test_history import notification
@@ -184,7 +190,7 @@ def test_an_alert_during_a_retraining_is_skipped_busy(copy: Path) -> None:
 
     rows = decisions(config)
     assert [r["decision"] for r in rows] == ["skipped_busy", "failed"]
-    assert rows[0]["detail"] == "a retraining is already running"
+    assert rows[0]["detail"] == "a retraining or promotion is already running"
     assert "exited with status 2: churn-monitor: error: held" in rows[1]["detail"]
     assert _state(config) == before
 
@@ -240,7 +246,7 @@ def test_promotion_moves_the_alias_first_and_a_failed_move_changes_nothing(
     def fail(*args: object) -> None:
         raise ModelUnavailable("models:/churn-model@champion: injected failure")
 
-    monkeypatch.setattr(retraining, "set_alias", fail)
+    monkeypatch.setattr(promotion, "set_alias", fail)
     assert alert(trigger) == "started"
     finish(trigger)
     (failed,) = decisions(config)
@@ -258,11 +264,12 @@ def test_promotion_moves_the_alias_first_and_a_failed_move_changes_nothing(
     # A failure does not start the cooldown: the next alert retrains, and promotes.
     at_alias_move: list[tuple[str, bytes, bytes]] = []
 
-    def spy(cfg: MonitoringConfig, alias: str, version: str) -> None:
-        at_alias_move.append(_state(config))
+    def spy(cfg: MonitoringConfig, alias: str, version: str | None) -> None:
+        if version is not None:
+            at_alias_move.append(_state(config))
         set_alias(cfg, alias, version)
 
-    monkeypatch.setattr(retraining, "set_alias", spy)
+    monkeypatch.setattr(promotion, "set_alias", spy)
     assert alert(trigger) == "started"
     finish(trigger)
     promoted = decisions(config)[-1]
@@ -275,4 +282,7 @@ def test_promotion_moves_the_alias_first_and_a_failed_move_changes_nothing(
     assert reference == new_reference.read_bytes()
     assert baseline == baseline_path(new_reference).read_bytes()
     assert json.loads(baseline)["version"] == "3"
+    # The challenger is the champion now: its alias is gone until the next retraining.
+    with pytest.raises(AliasNotFound):
+        resolve(challenger)
     history.dispose()

@@ -144,6 +144,47 @@ def cmd_simulate(args: argparse.Namespace, config: MonitoringConfig) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_promote(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.data.history import open_history
+    from exporter.loop.promotion import PromotionError, promote
+
+    alias = args.alias or config.model.challenger_alias
+    if alias is None:
+        raise UsageError("--alias: no challenger alias (model.challenger_alias is null)")
+    if alias == config.model.registry_alias:
+        raise UsageError(f"--alias: {alias} is the champion alias")
+    config = config.model_copy(
+        update={"model": config.model.model_copy(update={"challenger_alias": alias})}
+    )
+    history = open_history(config.history.url) if config.history.enabled else None
+    trigger = "churn-monitor promote --force" if args.force else "churn-monitor promote"
+    try:
+        decision = promote(config, history, trigger=trigger, force=args.force)
+    except PromotionError as err:
+        print(f"churn-monitor promote: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if history is not None:
+            history.dispose()
+    assert decision.evidence is not None
+    for line in decision.evidence.lines():
+        print(line)
+    if decision.promoted:
+        forced = " (forced: the evidence was not checked)" if args.force else ""
+        print(
+            f"promoted: {config.model.registry_alias} is now version "
+            f"{decision.evidence.challenger.version}{forced}"
+        )
+        return 0
+    if decision.decision == "failed":
+        print(f"churn-monitor promote: {decision.detail}", file=sys.stderr)
+        return 1
+    print("not promoted; missing evidence:", file=sys.stderr)
+    for reason in decision.missing:
+        print(f"  - {reason}", file=sys.stderr)
+    return 1
+
+
 def cmd_history(args: argparse.Namespace, config: MonitoringConfig) -> int:
     import csv
     import json

@@ -179,6 +179,28 @@ def _add_history(sub: Subparsers) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
 
+def _add_promote(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "promote",
+        commands.cmd_promote,
+        "make the challenger the champion if live traffic shows it is better",
+        description="Compare champion and challenger on the labelled customers both "
+        "scored (the API's shadow scores) and move the champion alias to the challenger "
+        "only with enough evidence (model_comparison.min_paired_rows, pvalue, "
+        "retraining.min_improvement and cooldown_minutes). Prints the evidence; exits 1 "
+        "naming what is missing. The decision goes to the history.",
+    )
+    p.add_argument(
+        "--alias", help="the alias of the model to promote (default: model.challenger_alias)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote without checking the evidence (recorded as forced)",
+    )
+
+
 def _add_sinks_and_outbox(sub: Subparsers) -> None:
     about = "run the local email (SMTP) and Slack sinks that `up` sends notifications to"
     p = _command(sub, "sinks", commands.cmd_sinks, about)
@@ -245,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_api_and_ui,
         _add_simulate,
         _add_history,
+        _add_promote,
         _add_sinks_and_outbox,
         _add_up,
     ):

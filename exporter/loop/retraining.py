@@ -8,19 +8,24 @@ Off by default (``retraining.enabled``). A firing alert whose ``alert_type`` is 
    ``holdout_fraction``;
 2. a child process, ``python -m exporter train --config <challenger config> --data
    <training part> --trials <retraining.trials>``, tunes and fits a challenger and
-   registers it under the alias ``challenger_alias``. The challenger config is this
-   exporter's config with ``model.registry_alias`` set to ``challenger_alias`` and the
-   reference snapshot (with its baseline) in a ``<challenger_alias>/`` folder beside
-   the champion's, so the champion's alias and files do not move. Training runs in its
+   registers it under the alias ``model.challenger_alias``, with its reference snapshot
+   (and baseline) in that alias's folder beside the champion's
+   (:func:`exporter.model.roles.challenger_config`), so the champion's alias and files
+   do not move. Training runs in its
    own process: its process-wide state (MLflow URIs, environment, BLAS threads) never
    touches the exporter, which never imports the training code;
 3. champion and challenger are scored on the holdout; the challenger is promoted only
    when its ``metric`` beats the champion's by at least ``min_improvement``. Promotion
    reads the challenger's reference and baseline, moves the champion alias to the
    challenger's version, and only then replaces the champion's reference and baseline
-   (each atomically). A failure to read those files or to move the alias leaves alias,
-   reference and baseline as they were and is recorded as ``failed``;
+   (each atomically), and removes the challenger alias
+   (:func:`exporter.loop.promotion.move_champion`). A failure to read those files or to
+   move the alias leaves alias, reference and baseline as they were and is recorded as
+   ``failed``;
 4. the decision, with both values, goes to the history's ``retraining`` table.
+
+A firing ``ChurnChallengerOutperforms`` instead starts the guarded promotion of the
+challenger already shadow-scored on live traffic (:mod:`exporter.loop.promotion`).
 
 Never more than one retraining at a time; none within ``cooldown_minutes`` of the
 last one (measured from the history, so it holds across restarts). Skips and failures
@@ -44,23 +49,16 @@ import sqlalchemy as sa
 from sklearn.model_selection import train_test_split
 
 from exporter.config import MonitoringConfig
-from exporter.data.atomic import write_bytes_atomically
 from exporter.data.history import AlertRecord, last_retraining, record_retraining
 from exporter.data.sources import ACTUAL, load_labelled
 from exporter.domain import schema
-from exporter.model.registry import (
-    LoadedModel,
-    ModelUnavailable,
-    baseline_path,
-    load_champion,
-    set_alias,
-)
+from exporter.loop.promotion import PROMOTION_ALERT, RETRAINED, move_champion, promote
+from exporter.model.registry import LoadedModel, load_champion
+from exporter.model.roles import challenger_config
 from exporter.stats.performance import realized_metrics
 
 log = logging.getLogger(__name__)
 
-#: Decisions that count for the cooldown (a skip or a failure does not restart it).
-RETRAINED = ("promoted", "kept_champion")
 #: Runs a command line to completion and returns its exit status and output.
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 
@@ -122,9 +120,22 @@ class RetrainingTrigger:
         return None
 
     def consider(self, records: Sequence[AlertRecord]) -> str:
-        """Start a retraining for these alerts if the rules allow; return what happened."""
+        """Start a promotion or a retraining for these alerts if the rules allow; return
+        what happened.
+
+        A firing ``ChurnChallengerOutperforms`` starts the guarded promotion of
+        :mod:`exporter.loop.promotion` (which applies the cooldown itself); any other
+        alert of ``retraining.alert_types`` starts a retraining.
+        """
         cfg = self.config.retraining
-        alert = self.triggering(records) if cfg.enabled else None
+        if not cfg.enabled:
+            return "not_triggered"
+        if any(
+            r.status == "firing" and r.labels.get("alertname") == PROMOTION_ALERT for r in records
+        ):
+            name = f"{PROMOTION_ALERT} (alert)"
+            return self._start(name, self._promote, "promotion_started")
+        alert = self.triggering(records)
         if alert is None:
             return "not_triggered"
         name = f"{alert.labels['alertname']} ({alert.labels.get('alert_type')})"
@@ -139,31 +150,35 @@ class RetrainingTrigger:
                 f"{cfg.cooldown_minutes:g} min",
             )
             return "skipped_cooldown"
+        return self._start(name, self.retrain, "started")
+
+    def _start(self, trigger: str, action: Callable[[str], object], started: str) -> str:
+        """Run `action(trigger)` in the background unless one is running (recorded)."""
         if not self._busy.acquire(blocking=False):
             record_retraining(
                 self.history,
                 ts=self.clock(),
-                trigger=name,
+                trigger=trigger,
                 decision="skipped_busy",
-                detail="a retraining is already running",
+                detail="a retraining or promotion is already running",
             )
             return "skipped_busy"
         self._thread = threading.Thread(
-            target=self._run, args=(name,), name="retraining", daemon=True
+            target=self._run, args=(trigger, action), name="retraining", daemon=True
         )
         self._thread.start()
-        return "started"
+        return started
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the running retraining (if any) finishes."""
+        """Block until the running retraining or promotion (if any) finishes."""
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _run(self, trigger: str) -> None:
+    def _run(self, trigger: str, action: Callable[[str], object]) -> None:
         try:
-            self.retrain(trigger)
+            action(trigger)
         except Exception as err:  # recorded, never raised into the server thread
-            log.exception("retraining failed")
+            log.exception("%s failed", trigger)
             record_retraining(
                 self.history,
                 ts=self.clock(),
@@ -174,19 +189,18 @@ class RetrainingTrigger:
         finally:
             self._busy.release()
 
+    def _promote(self, trigger: str) -> str:
+        """The guarded promotion on the comparison's evidence; return the decision."""
+        return promote(self.config, self.history, trigger=trigger, now=self.clock()).decision
+
     def challenger_config(self) -> MonitoringConfig:
-        """This config with the challenger alias, and the reference snapshot (and its
-        baseline) in a ``<challenger_alias>/`` folder beside the champion's."""
-        alias = self.config.retraining.challenger_alias
-        reference = Path(self.config.data.reference_path)
-        return self.config.model_copy(
-            update={
-                "model": self.config.model.model_copy(update={"registry_alias": alias}),
-                "data": self.config.data.model_copy(
-                    update={"reference_path": str(reference.parent / alias / reference.name)}
-                ),
-            }
-        )
+        """This config with the challenger's alias and reference path."""
+        challenger = challenger_config(self.config)
+        if challenger is None:
+            raise RetrainingError(
+                "model.challenger_alias: retraining needs a challenger alias in the registry"
+            )
+        return challenger
 
     def retrain(self, trigger: str) -> str:
         """Train, compare and maybe promote (the module docstring); return the decision."""
@@ -222,7 +236,7 @@ class RetrainingTrigger:
             and challenger_value is not None
             and challenger_value - champion_value >= cfg.min_improvement
         ):
-            failure = self._promote(challenger_config, challenger.ref.version)
+            failure = move_champion(self.config, challenger_config, challenger.ref.version)
             decision = "promoted" if failure is None else "failed"
             detail = detail if failure is None else f"{failure}; {detail}"
         record_retraining(
@@ -267,28 +281,6 @@ class RetrainingTrigger:
                 f"`churn-monitor train` exited with status {done.returncode}: "
                 f"{lines[-1] if lines else 'no error output'}"
             )
-
-    def _promote(self, challenger_config: MonitoringConfig, version: str) -> str | None:
-        """Make ``version`` the champion: alias first, then reference and baseline.
-
-        Returns None, or why nothing changed (the challenger's files could not be read
-        or the alias could not be moved).
-        """
-        reference = Path(self.config.data.reference_path)
-        new_reference = Path(challenger_config.data.reference_path)
-        moves = (
-            (new_reference, reference),
-            (baseline_path(new_reference), baseline_path(reference)),
-        )
-        try:
-            staged = [(target, source.read_bytes()) for source, target in moves]
-            set_alias(self.config, self.config.model.registry_alias, version)
-        except (OSError, ModelUnavailable) as err:
-            log.error("retraining: promotion of version %s failed: %s", version, err)
-            return f"promotion failed, champion unchanged: {err}"
-        for target, content in staged:
-            write_bytes_atomically(target, content)
-        return None
 
 
 def _compare(
