@@ -38,9 +38,15 @@ ALERT_TYPES = {
     "THRESHOLD_BREACH",
     "PREDICTION_DRIFT",
     "MONITORING",
+    "MODEL_COMPARISON",
 }
 ANNOTATIONS = {"summary", "description", "value", "dashboard_uid", "runbook_url"}
-DASHBOARD_UIDS = {"churn-data-drift", "churn-model-performance", "churn-service"}
+DASHBOARD_UIDS = {
+    "churn-data-drift",
+    "churn-model-performance",
+    "churn-model-comparison",
+    "churn-service",
+}
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -142,6 +148,7 @@ def test_the_issue_alerts_exist_with_their_severity_and_type() -> None:
         ("ChurnMonitoringJobFailing", "warning", "MONITORING"),
         ("ChurnMonitoringStale", "warning", "MONITORING"),
         ("ChurnNoPredictions", "warning", "MONITORING"),
+        ("ChurnChallengerOutperforms", "info", "MODEL_COMPARISON"),
     }
 
 

@@ -369,7 +369,8 @@ def test_a_new_champion_is_reported_after_the_next_run(champion, tmp_path: Path)
     assert result.version == "2"
     assert monitor.model().version == "1"  # nothing changes before the next run
     outcome = monitor.run_once()
-    assert outcome == {"drift": True, "performance": True, "optuna": True}
+    # comparison: no challenger is registered, which is a successful run of its own
+    assert outcome == {"drift": True, "performance": True, "optuna": True, "comparison": True}
     assert monitor.model() == load_champion(log_db).ref
     assert monitor.model().version == "2"
     perf = monitor.store.snapshots()["performance"]
