@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 from grafana.dashboards_src import (
     data_drift,
     feature_distributions,
+    model_comparison,
     model_performance,
     optuna,
     service,
@@ -37,6 +38,7 @@ DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
 BUILDERS: tuple[Callable[[], dict[str, Any]], ...] = (
     data_drift.build,
     model_performance.build,
+    model_comparison.build,
     feature_distributions.build,
     optuna.build,
     service.build,

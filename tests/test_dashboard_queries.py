@@ -4,14 +4,17 @@ The stack is the one the dashboards are drawn for, every part a real process on 
 free 127.0.0.1 port, stopped by pid:
 
 * a champion trained into a real MLflow store, with its Optuna study
-  (``mlflow_store`` of tests/api_fixtures.py);
-* the prediction API (``churn-monitor api``) serving it and logging every prediction
-  and feedback to a SQLite prediction log in the test's tmp dir;
+  (``mlflow_store`` of tests/api_fixtures.py), copied into the test's tmp dir, where the
+  champion's version is registered again at the challenger alias (with the champion's
+  reference as the challenger's): two versions, one at each alias;
+* the prediction API (``churn-monitor api``) serving the champion, shadow-scoring every
+  prediction with the challenger, and logging both scores and the feedback to a SQLite
+  prediction log in the test's tmp dir;
 * the simulator (``churn-monitor simulate --scenario sudden``) sending a few hundred
   drifted customers, their true outcome posted as feedback half a second later;
-* the exporter (``churn-monitor run --mode continuous``) with its drift, performance and
-  Optuna jobs every 1.2 s on that log (the minimum window and labelled rows lowered to
-  what the simulator sends);
+* the exporter (``churn-monitor run --mode continuous``) with its drift, performance,
+  comparison (champion against challenger) and Optuna jobs every 1.2 s on that log (the
+  minimum window and labelled rows lowered to what the simulator sends);
 * Prometheus 2.x scraping the exporter and the API every second, configured from
   prometheus/prometheus.yml by ``exporter.ops.promconfig`` with the repo's recording and
   alert rules, every ``for:`` capped to 1 s (``promconfig_helpers.write_short_rules``), so the
@@ -34,6 +37,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import time
 import urllib.parse
@@ -49,12 +53,22 @@ pytest.register_assert_rewrite("tests.api_fixtures")
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from exporter.config import parse_config  # noqa: E402
 from exporter.data import predlog  # noqa: E402
+from exporter.model.registry import baseline_path  # noqa: E402
+from exporter.model.roles import challenger_config  # noqa: E402
 from exporter.ops import promconfig  # noqa: E402
 
 from .api_fixtures import TrainedStore  # noqa: E402
 from .promconfig_helpers import write_short_rules  # noqa: E402
-from .support import Process, churn_monitor, free_port, http_get, wait_until  # noqa: E402
+from .support import (  # noqa: E402
+    Process,
+    churn_monitor,
+    copy_store,
+    free_port,
+    http_get,
+    wait_until,
+)
 from .test_dashboards import (  # noqa: E402
     RULES_DIR,
     VARIABLE_REF,
@@ -118,6 +132,49 @@ class Source:
         return f"http://{self.target}/metrics"
 
 
+def _rebased(node: Any, old: str, new: str) -> Any:
+    """``node`` (a config mapping) with every string's ``old`` prefix made ``new``."""
+    if isinstance(node, dict):
+        return {key: _rebased(value, old, new) for key, value in node.items()}
+    if isinstance(node, str):
+        return node.replace(old, new)
+    return node
+
+
+def with_challenger(store: TrainedStore, target: Path) -> TrainedStore:
+    """A copy of ``store`` in ``target`` whose champion version is registered again at
+    the challenger alias, the champion's reference and baseline copied as the
+    challenger's: the API shadow-scores it and the exporter compares the two, so every
+    comparison family has both roles (the copies score alike: which one wins is not
+    what this test is about). ``store`` itself, shared by other tests, is untouched."""
+    from mlflow import MlflowClient
+
+    root = copy_store(store.root, target)
+    raw = _rebased(store.config_raw, str(store.root), str(root))
+    config = parse_config(raw)
+    challenger = challenger_config(config)
+    assert challenger is not None
+    uri = config.model.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(store.model_name, config.model.registry_alias)
+    source = client.get_model_version_download_uri(store.model_name, champion.version)
+    copy = client.create_model_version(store.model_name, source, run_id=champion.run_id)
+    wait_until(
+        lambda: client.get_model_version(store.model_name, copy.version).status == "READY",
+        STARTUP,
+        "the challenger's model version to be READY",
+    )
+    client.set_registered_model_alias(
+        store.model_name, challenger.model.registry_alias, copy.version
+    )
+    reference = Path(config.data.reference_path)
+    challenger_reference = Path(challenger.data.reference_path)
+    challenger_reference.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(reference, challenger_reference)
+    shutil.copyfile(baseline_path(reference), baseline_path(challenger_reference))
+    return TrainedStore(root, raw, store.model_name, store.version, store.run_id)
+
+
 def stack_config(tmp_path: Path, store: TrainedStore) -> Path:
     """The one config of the API, the simulator and the exporter: the trained store,
     a prediction log, reports and history in ``tmp_path``, small minimums."""
@@ -160,10 +217,10 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path, mlflow_store: TrainedStore) -> Iterator[Stack]:
-    """The API serving the champion with simulated drifting traffic, and the exporter
-    monitoring its prediction log; yields once both serve /metrics (the simulator may
-    still be sending)."""
-    config = stack_config(tmp_path, mlflow_store)
+    """The API serving the champion and shadow-scoring the challenger with simulated
+    drifting traffic, and the exporter monitoring its prediction log; yields once both
+    serve /metrics (the simulator may still be sending)."""
+    config = stack_config(tmp_path, with_challenger(mlflow_store, tmp_path / "store"))
     api_port, exporter_port = free_port(), free_port()
     api_target, exporter_target = f"127.0.0.1:{api_port}", f"127.0.0.1:{exporter_port}"
     processes: list[Process] = []
@@ -201,11 +258,20 @@ def stack(tmp_path: Path, mlflow_store: TrainedStore) -> Iterator[Stack]:
             return needle in scrape(url)
 
         # Readiness by /metrics, not /health: polling /health while the model loads
-        # would count 503s, and an error ratio with data only because of them.
+        # would count 503s, and an error ratio with data only because of them. The
+        # challenger loads after the champion, off the request path: traffic starts once
+        # it shadows, so every simulated customer is scored by both.
         wait_until(
             lambda: serving(api, "API", f"http://{api_target}/metrics", "churn_api_model_info{"),
             STARTUP,
             f"the API to serve the champion (log: {api.log_path})",
+        )
+        wait_until(
+            lambda: serving(
+                api, "API", f"http://{api_target}/metrics", "churn_api_shadow_model_info{"
+            ),
+            STARTUP,
+            f"the API to shadow-score with the challenger (log: {api.log_path})",
         )
         simulator = Process(
             churn_monitor(

@@ -40,6 +40,7 @@ DATASOURCE = {"type": "prometheus", "uid": "churn-prometheus"}
 EXPECTED = {
     "churn-data-drift": "Churn – Data Drift",
     "churn-model-performance": "Churn – Model Performance",
+    "churn-model-comparison": "Churn – Champion vs Challenger",
     "churn-feature-distributions": "Churn – Feature Distributions",
     "churn-optuna": "Churn – Optuna",
     "churn-service": "Churn – Service & Exporter Health",
@@ -230,7 +231,7 @@ def test_generator_check_mode_exit_status(tmp_path: Path, monkeypatch: pytest.Mo
 # ----------------------------------------------------------------- dashboards
 
 
-def test_the_five_dashboards_exist_with_stable_uids_and_titles() -> None:
+def test_every_dashboard_exists_with_a_stable_uid_and_title() -> None:
     assert {uid: b["title"] for uid, b in BOARDS.items()} == EXPECTED
     for path in DASHBOARDS_DIR.glob("*.json"):
         assert path.stem == json.loads(path.read_text(encoding="utf-8"))["uid"]
@@ -354,6 +355,54 @@ def test_the_feature_bar_chart_pivots_reference_and_current_over_bins() -> None:
     assert chart["options"]["xField"] == "bin"
 
 
+def _doc_section(title: str) -> str:
+    """The text of the docs/metrics.md section whose heading starts with ``title``."""
+    text = METRICS_DOC.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}.*?(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"docs/metrics.md has no section {title!r}"
+    return match.group(0)
+
+
+def test_the_comparison_dashboard_shows_every_comparison_family_for_both_roles() -> None:
+    board = BOARDS["churn-model-comparison"]
+    queries = list(iter_queries(board))
+    used = {name for q in queries for name in metric_names(q.expr)}
+    families = set(
+        re.findall(r"^\| `(churn_comparison_\w+)`", _doc_section("Exporter: champion"), re.M)
+    )
+    assert len(families) >= 13, families
+    assert families <= used, f"comparison families no panel shows: {sorted(families - used)}"
+    # Both score distributions (served and shadow) and both versions the API holds.
+    for name in (
+        "churn_api_prediction_score_bucket",
+        "churn_api_shadow_score_bucket",
+        "churn_api_model_info",
+        "churn_api_shadow_model_info",
+    ):
+        assert name in used, name
+    # The per-role families are drawn per role, each role in its own query.
+    per_role = ("churn_comparison_performance", "churn_comparison_prediction_drift_psi")
+    for role in ("champion", "challenger"):
+        assert any(
+            f'role="{role}"' in q.expr and any(f in q.expr for f in per_role) for q in queries
+        ), role
+    for panel in iter_panels(board):
+        exprs = [t["expr"] for t in panel.get("targets", [])]
+        if any("churn_comparison_performance" in e for e in exprs) and panel["type"] != "table":
+            assert all(any(f'role="{r}"' in e for e in exprs) for r in ("champion", "challenger"))
+    # The verdict uses the alert's own series, thresholds included, never a number of its own.
+    (verdict,) = [p for p in iter_panels(board) if p["title"].startswith("Verdict")]
+    (target,) = verdict["targets"]
+    for name in (
+        "churn_comparison_auc_difference",
+        "churn_comparison_auc_difference_pvalue",
+        "churn_comparison_pvalue_threshold",
+        "churn_comparison_paired_rows",
+        "churn_comparison_min_paired_rows",
+    ):
+        assert name in metric_names(target["expr"]), name
+
+
 def test_every_metric_name_in_a_query_is_documented_or_recorded() -> None:
     documented = documented_names()
     problems = {}
@@ -415,7 +464,12 @@ def test_alertmanager_dashboard_links_resolve_to_dashboards_with_a_model_variabl
     template = AM_TEMPLATE.read_text(encoding="utf-8")
     uids.update(re.findall(r'or \.Annotations\.dashboard_uid "([^"]+)"', template))
     assert "/d/" in template and "var-model=" in template
-    assert uids >= {"churn-data-drift", "churn-model-performance", "churn-service"}
+    assert uids >= {
+        "churn-data-drift",
+        "churn-model-performance",
+        "churn-model-comparison",
+        "churn-service",
+    }
     for uid in sorted(uids):
         assert uid in BOARDS, f"the alert templates link to {uid}, which no dashboard has"
         assert "model" in {v["name"] for v in variables(BOARDS[uid])}, uid

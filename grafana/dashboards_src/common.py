@@ -35,9 +35,11 @@ DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 #: Every dashboard carries this tag; the dashboard links list dashboards by it.
 TAG = "churn-monitor"
 
-#: Stable uids (the Alertmanager templates link to the first, second and last).
+#: Stable uids (alerts link to all but the feature-distributions and Optuna ones: the
+#: `dashboard_uid` annotation that the Alertmanager templates turn into a URL).
 UID_DATA_DRIFT = "churn-data-drift"
 UID_MODEL_PERFORMANCE = "churn-model-performance"
+UID_MODEL_COMPARISON = "churn-model-comparison"
 UID_FEATURE_DISTRIBUTIONS = "churn-feature-distributions"
 UID_OPTUNA = "churn-optuna"
 UID_SERVICE = "churn-service"
