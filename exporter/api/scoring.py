@@ -25,8 +25,8 @@ and in the log) and the prediction goes on.
 
 With a challenger (``api.shadow_scoring``), the rows logged are handed, after their
 transaction, to the challenger's own worker (:mod:`.shadow`), which scores them in the
-background and fills their challenger columns; the answer is the champion's alone and
-never waits for the challenger.
+background and fills their challenger columns through this worker (the log's one
+writer); the answer is the champion's alone and never waits for the challenger.
 
 A request's rows are never split across transactions, so a batch request is logged
 all or nothing; an answer is sent only after its rows are committed. When the model
@@ -85,6 +85,10 @@ _ROW_LAYOUT = (
 _NO_SHADOW = (None, None)
 if predlog.PREDICTION_COLUMNS != _ROW_LAYOUT:
     raise RuntimeError(f"predlog.predictions has columns {predlog.PREDICTION_COLUMNS}")
+
+
+def _nothing() -> None:
+    """A no-op for the worker: it returns once the work queued before it is done."""
 
 
 class ModelNotReady(RuntimeError):
@@ -195,7 +199,7 @@ class Scorer:
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="churn-api-scorer")
         if self.shadow is not None:
-            self.shadow.start()
+            self.shadow.start(writer=self._executor)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -209,10 +213,13 @@ class Scorer:
                 if not job.future.done():
                     job.future.set_exception(ModelNotReady("the server is shutting down"))
         if self._executor is not None:
+            # The batch in flight (if any) ends first: its rows reach the challenger's
+            # last flush, whose write still goes through this worker.
+            await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+            if self.shadow is not None:
+                await self.shadow.stop()
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self.shadow is not None:
-            await self.shadow.stop()
 
     async def score(
         self, customers: Sequence[Customer], *, log: bool = True

@@ -8,6 +8,12 @@ challenger's version and scores into those rows in one transaction. A request ne
 waits for the challenger, and a slow challenger costs the champion only CPU: one call
 and one short write a few times a second, however many requests arrived meanwhile.
 
+The write goes through the champion's own worker (the `writer` given to :meth:`start`),
+so the log has one writer: the champion's next insert queues behind a write of a
+millisecond instead of meeting SQLite's write lock, whose busy handler sleeps for
+milliseconds at a time (measured: the champion's p99 at 300 requests/s rose by a fifth
+with two writers).
+
 Nothing here fails a request. A challenger that raises, or a log that refuses the
 write, leaves the rows' challenger columns null (the comparison skips them) and is
 counted in ``churn_api_shadow_failures_total`` (``stage`` ``score`` or ``log``), and
@@ -23,7 +29,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,6 +85,7 @@ class ShadowScorer:
         self._columns: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._writer: Executor | None = None
         self._failed: ModelRef | None = None  # the challenger whose failure was logged
 
     def submit(self, ids: list[str], columns: dict[str, Any]) -> None:
@@ -112,13 +119,19 @@ class ShadowScorer:
         version = challenger.ref.version
         rows = [(version, score, pid) for score, pid in zip(scores.tolist(), ids, strict=True)]
         try:
-            self.guard.check()
-            predlog.record_shadow_scores(self.engine, rows)
+            if self._writer is None:
+                self._write(rows)
+            else:
+                self._writer.submit(self._write, rows).result()
         except predlog.LogUnavailable:
             self._failure("log", challenger.ref)
             return 0
         self.metrics.observe_shadow(scores)
         return len(rows)
+
+    def _write(self, rows: list[tuple[str, float, str]]) -> None:
+        self.guard.check()
+        predlog.record_shadow_scores(self.engine, rows)
 
     def _failure(self, stage: ShadowStage, ref: ModelRef) -> None:
         self.metrics.shadow_failed(stage)
@@ -132,7 +145,9 @@ class ShadowScorer:
                 stage,
             )
 
-    def start(self) -> None:
+    def start(self, writer: Executor | None = None) -> None:
+        """Start the worker; the log writes go through `writer` (None: this worker)."""
+        self._writer = writer
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="churn-api-shadow", initializer=self._initializer
         )
@@ -154,3 +169,4 @@ class ShadowScorer:
             await asyncio.get_running_loop().run_in_executor(self._executor, self.flush)
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._writer = None
