@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from exporter.domain import schema
 from exporter.domain.drift_rules import DriftMethod, FeatureKind, check_method
@@ -127,13 +135,19 @@ class ModelConfig(_Strict):
     local_path: str | None = None
     #: The registry alias of the challenger: retraining registers it there, the API
     #: shadow-scores it and the exporter compares it with the champion (null: none).
-    challenger_alias: Annotated[str, Field(min_length=1)] | None = "challenger"
+    challenger_alias: Annotated[str, Field(min_length=1)] | None = Field(
+        default="challenger", validate_default=True
+    )
 
-    @model_validator(mode="after")
-    def _check_aliases(self) -> ModelConfig:
-        if self.challenger_alias is not None and self.challenger_alias == self.registry_alias:
-            raise ValueError("challenger_alias must differ from registry_alias")
-        return self
+    @field_validator("challenger_alias")
+    @classmethod
+    def _not_the_champion(cls, alias: str | None, info: ValidationInfo) -> str | None:
+        if alias is not None and alias == info.data.get("registry_alias"):
+            raise ValueError(
+                f"{alias!r} is model.registry_alias: a model cannot challenge itself "
+                "(set another alias, or null for none)"
+            )
+        return alias
 
 
 class CurrentSourceConfig(_Strict):

@@ -54,6 +54,8 @@ def test_shipped_config_spells_out_every_default() -> None:
             {"features": {"overrides": {"Contract": {"method": "ks", "threshold": 0.01}}}},
             "overrides.Contract.method",
         ),
+        ({"model": {"registry_alias": "challenger"}}, "model.challenger_alias"),
+        ({"model": {"challenger_alias": "champion"}}, "model.challenger_alias"),
     ],
 )
 def test_bad_values_name_the_field(raw: dict, path: str) -> None:

@@ -533,7 +533,16 @@ def test_model_comes_only_from_the_alias_or_local_path(
     with TestClient(create_app(config)) as http:
         served = http.get("/model").json()["version"]
     assert served == str(champion) != str(newer)
-    other = parse_config({**base, "model": {"tracking_uri": uri, "registry_alias": "challenger"}})
+    other = parse_config(
+        {
+            **base,
+            "model": {
+                "tracking_uri": uri,
+                "registry_alias": "challenger",
+                "challenger_alias": None,
+            },
+        }
+    )
     assert load_champion(other).ref.version == str(challenger)
 
     # model.local_path: the directory is loaded, the registry is not consulted (its URI
