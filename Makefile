@@ -21,7 +21,8 @@ DEMO_SERVICES := mlflow optuna-dashboard api exporter ui sinks prometheus alertm
 
 run: $(STAMP)
 	$(BIN)/churn-monitor setup --config $(DEMO_CONFIG)
-	$(BIN)/churn-monitor train --if-no-champion --trials 10 --config $(DEMO_CONFIG)
+	$(BIN)/churn-monitor train --if-no-champion --trials 10 --shuffle Contract tenure TotalCharges --config $(DEMO_CONFIG)
+	$(BIN)/churn-monitor challenger better --if-no-challenger --trials 10 --config $(DEMO_CONFIG)
 	$(BIN)/churn-monitor up --config $(DEMO_CONFIG) --services $(DEMO_SERVICES)
 
 # One monitoring pass over the demo's drifted batch file, printed (no servers).
@@ -42,7 +43,7 @@ test-fast: $(STAMP)
 # The fault-injection, load, bad-input and security suite (tests/faults): real
 # processes killed, restarted and loaded; slower, so kept out of `make test`. CI runs both.
 test-faults: $(STAMP)
-	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest tests/faults -n 2 --dist loadfile --durations=10
 
 # Re-measure the reliability suite and regenerate the table in docs/reliability.md.
 reliability: $(STAMP)

@@ -99,9 +99,42 @@ def cmd_train(args: argparse.Namespace, config: MonitoringConfig) -> int:
             seed=args.seed,
             # --verbose logs a line per trial instead: the bar would garble DEBUG output.
             progress=sys.stderr.isatty() and not args.verbose,
+            shuffle=args.shuffle,
         )
     except TrainingError as err:
         raise UsageError(str(err)) from None
+    for line in summary_lines(result):
+        print(line)
+    return 0
+
+
+def cmd_challenger(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from exporter.model.registry import ModelUnavailable, resolve
+    from exporter.training.challengers import RECIPES, challenger_target, register_challenger
+    from exporter.training.pipeline import TrainingError, summary_lines
+
+    try:
+        target = challenger_target(config)
+        if args.if_no_challenger:
+            try:
+                info = resolve(target)
+            except ModelUnavailable:
+                pass
+            else:
+                print(
+                    f"challenger exists: {info.ref.name} version {info.ref.version}; not training"
+                )
+                return 0
+        result = register_challenger(
+            config,
+            args.kind,
+            trials=args.trials,
+            seed=args.seed,
+            progress=sys.stderr.isatty() and not args.verbose,
+        )
+    except TrainingError as err:
+        raise UsageError(str(err)) from None
+    print(f"challenger {args.kind}: {RECIPES[args.kind].about}")
     for line in summary_lines(result):
         print(line)
     return 0

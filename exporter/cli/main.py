@@ -17,6 +17,7 @@ from exporter import __version__
 from exporter.cli import commands
 from exporter.cli.errors import UsageError
 from exporter.config import ConfigError, MonitoringConfig, load_config
+from exporter.domain import schema
 from exporter.domain.scenarios import SCENARIOS
 from exporter.ops.services import DEFAULT_PORTS, MONITORING_SERVICES, SERVICES
 
@@ -132,9 +133,45 @@ def _add_train(sub: Subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=42, help="seed of the split and the sampler")
     p.add_argument(
+        "--shuffle",
+        nargs="+",
+        default=[],
+        choices=schema.FEATURES,
+        metavar="COLUMN",
+        help="shuffle these feature columns among the training rows before tuning and "
+        "fitting, so the model learns nothing from them (an ablation, or a deliberately "
+        "weaker model); validation, test and the reference snapshot stay intact",
+    )
+    p.add_argument(
         "--if-no-champion",
         action="store_true",
         help="do nothing when the registry already has a champion (for first starts)",
+    )
+
+
+def _add_challenger(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "challenger",
+        commands.cmd_challenger,
+        "train a better or a worse model and register it as the challenger",
+        description="Train a model on synthetic customers and register it under "
+        "model.challenger_alias with its reference snapshot and baseline; the champion "
+        "does not move. better: more data (20000 customers instead of 7000); worse: "
+        "Contract, tenure, TotalCharges, InternetService, MonthlyCharges and "
+        "PaymentMethod shuffled among the training rows. The API shadow-scores the "
+        "challenger, the exporter compares it with the champion, and `churn-monitor "
+        "promote` makes it the champion when live traffic shows it is better.",
+    )
+    p.add_argument("kind", choices=("better", "worse"), help="which challenger")
+    p.add_argument("--trials", type=_positive_int, help="Optuna trials (default: optuna.n_trials)")
+    p.add_argument(
+        "--seed", type=int, default=42, help="seed of the customers, the split and the sampler"
+    )
+    p.add_argument(
+        "--if-no-challenger",
+        action="store_true",
+        help="do nothing when the registry already has a challenger (for first starts)",
     )
 
 
@@ -264,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_setup,
         _add_run,
         _add_train,
+        _add_challenger,
         _add_api_and_ui,
         _add_simulate,
         _add_history,

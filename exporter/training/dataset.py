@@ -1,17 +1,22 @@
 """The training data: loaded, checked and split.
 
 The user's CSV/Parquet goes through :func:`exporter.data.loader.load_customers`
-(``require_target=True``); without a file, ``generate_customers(7000, seed=seed)``.
+(``require_target=True``); without a file, ``generate_customers(rows, seed=seed)``
+(7000 rows unless asked for more or fewer).
 Every data problem (a missing column, a Churn value outside Yes/No/1/0/True/False, too
 few rows of a class) raises :class:`TrainingError` naming the column, before anything
 is created.
 
 The split is stratified and seeded: 60 % train, 20 % validation, 20 % test.
+:func:`shuffle_train` can then shuffle some feature columns among the train rows (an
+ablation: the model learns nothing from them) while the validation and test rows, and
+so the baseline and the reference snapshot, stay real customers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +50,8 @@ class Dataset:
     y: np.ndarray
     #: Where the data came from: the file, or ``synthetic:<rows>:seed=<seed>``.
     source: str
+    #: Feature columns permuted among the train rows (:func:`shuffle_train`).
+    shuffled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,13 +63,20 @@ class Splits:
     test: np.ndarray
 
 
-def load_dataset(data: str | Path | None, seed: int) -> Dataset:
-    """The file ``data``, or synthetic customers; checked (module docstring)."""
+def load_dataset(data: str | Path | None, seed: int, rows: int | None = None) -> Dataset:
+    """The file ``data``, or ``rows`` synthetic customers (default
+    :data:`SYNTHETIC_ROWS`); checked (module docstring). ``rows`` with a file is a
+    TrainingError."""
+    if rows is not None and data is not None:
+        raise TrainingError("rows: the number of synthetic customers, not allowed with data")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise TrainingError(f"rows: must be a positive integer, got {rows!r}")
     try:
         if data is None:
-            raw = generate_customers(SYNTHETIC_ROWS, seed=seed)
+            n = SYNTHETIC_ROWS if rows is None else rows
+            raw = generate_customers(n, seed=seed)
             frame = normalize_frame(raw, require_target=True).frame
-            source = f"synthetic:{SYNTHETIC_ROWS}:seed={seed}"
+            source = f"synthetic:{n}:seed={seed}"
         else:
             frame = load_customers(data, require_target=True).frame
             source = str(data)
@@ -91,3 +105,26 @@ def split(y: np.ndarray, seed: int) -> Splits:
         random_state=seed,
     )
     return Splits(train=np.sort(train), validation=np.sort(validation), test=np.sort(test))
+
+
+def shuffle_train(dataset: Dataset, splits: Splits, columns: Sequence[str], seed: int) -> Dataset:
+    """`dataset` with each of `columns` permuted among the train rows of the model input
+    (seeded): each keeps its values there but loses its link with churn, so a model
+    fitted on them learns nothing from it. Validation and test rows, and ``frame``, are
+    unchanged. TrainingError (naming ``shuffle``) for a column that is not a feature.
+    """
+    unknown = [c for c in columns if c not in schema.FEATURES]
+    if unknown:
+        raise TrainingError(
+            f"shuffle: not a feature column: {', '.join(unknown)} "
+            f"(expected some of {', '.join(schema.FEATURES)})"
+        )
+    if not columns:
+        return dataset
+    rng = np.random.default_rng(seed)
+    X = dataset.X.copy()
+    for column in dict.fromkeys(columns):
+        values = X[column].to_numpy(copy=True)
+        values[splits.train] = rng.permutation(values[splits.train])
+        X[column] = pd.Series(values, index=X.index, dtype=X[column].dtype)
+    return replace(dataset, X=X, shuffled=tuple(dict.fromkeys(columns)))

@@ -4,7 +4,8 @@
 
 1. **Data** (:mod:`~exporter.training.dataset`): the user's file or synthetic customers,
    checked before anything is created (no folder, no Optuna study, no MLflow run), and
-   split 60/20/20, stratified and seeded.
+   split 60/20/20, stratified and seeded. ``shuffle`` permutes some feature columns
+   among the train rows only (an ablation; validation and test stay intact).
 2. **Tuning** (:mod:`~exporter.training.tune`): Optuna chooses the model family and its
    hyperparameters by cross-validated ROC AUC on the train split.
 3. **Fit and evaluation** (:mod:`~exporter.training.evaluate`): the chosen pipeline is
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from exporter.domain.model import ModelRef
 from exporter.model import modeling
 from exporter.model.registry import absolute_tracking_uri, baseline_path
 from exporter.training import register
-from exporter.training.dataset import Dataset, Splits, load_dataset, split
+from exporter.training.dataset import Dataset, Splits, load_dataset, shuffle_train, split
 from exporter.training.errors import TrainingError
 from exporter.training.evaluate import THRESHOLD_STRATEGY, evaluate
 from exporter.training.tune import CV_FOLDS, Objective, open_study, tune
@@ -97,6 +99,7 @@ def _run_params(
         "seed": seed,
         "data_source": dataset.source,
         "rows": len(dataset.y),
+        "shuffled_features": ",".join(dataset.shuffled) or "none",
         "train_rows": len(splits.train),
         "validation_rows": len(splits.validation),
         "test_rows": len(splits.test),
@@ -178,20 +181,26 @@ def train(
     timeout: float | None = None,
     seed: int = 42,
     progress: bool = True,
+    rows: int | None = None,
+    shuffle: Sequence[str] = (),
 ) -> TrainResult:
     """Tune, fit, evaluate, log, register and move the alias (module docstring).
 
     ``trials`` defaults to ``optuna.n_trials``; ``timeout`` (seconds) stops tuning
-    early, after the trial in progress. ``progress`` shows a progress bar over the
-    trials on stderr (:class:`~exporter.training.tune.TrialProgress`). Raises
+    early, after the trial in progress. Without ``data``, ``rows`` synthetic customers
+    are generated (default 7000). ``shuffle`` names feature columns to permute among
+    the train rows (:func:`~exporter.training.dataset.shuffle_train`). ``progress``
+    shows a progress bar over the trials on stderr
+    (:class:`~exporter.training.tune.TrialProgress`). Raises
     :class:`TrainingError` for bad arguments or data before anything is written, and
     naming the config field (``model.tracking_uri``, ``optuna.storage``, ...) when a
     store cannot be used.
     """
     started = time.perf_counter()
     n_trials = _trial_count(config, trials, timeout)
-    dataset = load_dataset(data, seed)
+    dataset = load_dataset(data, seed, rows)
     splits = split(dataset.y, seed)
+    dataset = shuffle_train(dataset, splits, shuffle, seed)
     artifact_root = register.prepare_locations(config, Path(config.data.reference_path))
     uri = absolute_tracking_uri(config.model.tracking_uri)
     with register.tracking(uri), threadpool_limits(limits=1):
