@@ -60,10 +60,13 @@ __all__ = [
     "FeatureDrift",
     "Rule",
     "assess",
+    "assess_stats",
+    "categorical_drift",
     "check_rules",
     "compare_categorical",
     "compare_numeric",
     "decide",
+    "numeric_drift",
 ]
 
 
@@ -276,6 +279,26 @@ class _Decision:
         )
 
 
+def _numeric_result(
+    decision: _Decision, profile: drift.NumericProfile, s: drift.NumericStats
+) -> FeatureDrift:
+    statistics = {
+        "ks": None if s.ks is None else s.ks.pvalue,
+        "psi": s.psi,
+        "wasserstein": s.wasserstein,
+    }
+    return decision.result(profile, s, statistics, ks=s.ks, wasserstein=s.wasserstein)
+
+
+def _categorical_result(
+    decision: _Decision, profile: drift.CategoricalProfile, s: drift.CategoricalStats
+) -> FeatureDrift:
+    statistics = {"psi": s.psi, "jensenshannon": s.jensen_shannon}
+    return decision.result(
+        profile, s, statistics, jensen_shannon=s.jensen_shannon, n_unseen=s.n_unseen
+    )
+
+
 def compare_numeric(
     profile: drift.NumericProfile, values: Any, **options: Unpack[CompareOptions]
 ) -> FeatureDrift:
@@ -283,10 +306,7 @@ def compare_numeric(
     decision of ``rule`` (default :data:`DEFAULT_RULES` ``["numeric"]``; the options:
     :class:`CompareOptions`). Reusable for prediction drift on model scores."""
     decision = _Decision("numeric", **options)
-    s = drift.numeric_stats(profile, values)
-    ks_p = None if s.ks is None else s.ks.pvalue
-    statistics = {"ks": ks_p, "psi": s.psi, "wasserstein": s.wasserstein}
-    return decision.result(profile, s, statistics, ks=s.ks, wasserstein=s.wasserstein)
+    return _numeric_result(decision, profile, drift.numeric_stats(profile, values))
 
 
 def compare_categorical(
@@ -296,45 +316,26 @@ def compare_categorical(
     decision of ``rule`` (default :data:`DEFAULT_RULES` ``["categorical"]``); as
     :func:`compare_numeric` otherwise."""
     decision = _Decision("categorical", **options)
-    s = drift.categorical_stats(profile, values)
-    statistics = {"psi": s.psi, "jensenshannon": s.jensen_shannon}
-    return decision.result(
-        profile, s, statistics, jensen_shannon=s.jensen_shannon, n_unseen=s.n_unseen
-    )
+    return _categorical_result(decision, profile, drift.categorical_stats(profile, values))
+
+
+def numeric_drift(
+    profile: drift.NumericProfile, stats: drift.NumericStats, **options: Unpack[CompareOptions]
+) -> FeatureDrift:
+    """:func:`compare_numeric` of a window whose statistics are already computed."""
+    return _numeric_result(_Decision("numeric", **options), profile, stats)
+
+
+def categorical_drift(
+    profile: drift.CategoricalProfile,
+    stats: drift.CategoricalStats,
+    **options: Unpack[CompareOptions],
+) -> FeatureDrift:
+    """:func:`compare_categorical` of a window whose statistics are already computed."""
+    return _categorical_result(_Decision("categorical", **options), profile, stats)
 
 
 _MISSING_COLUMN = "column missing from the current window"
-
-
-def _compare_all(
-    profile: drift.ReferenceProfile,
-    current: pd.DataFrame,
-    rules: Mapping[str, Rule],
-    min_window_rows: int,
-    window_reason: str | None,
-) -> list[FeatureDrift]:
-    """Every profiled feature of ``current`` compared; an absent column is all missing."""
-    n_rows = len(current)
-
-    def options(name: str, present: bool) -> CompareOptions:
-        reason = window_reason if present else _MISSING_COLUMN
-        return {
-            "feature": name,
-            "rule": rules.get(name),
-            "min_rows": min_window_rows,
-            "reason": reason,
-        }
-
-    features: list[FeatureDrift] = []
-    for name, p in profile.numeric.items():
-        present = name in current.columns
-        values = current[name] if present else np.full(n_rows, np.nan)
-        features.append(compare_numeric(p, values, **options(name, present)))
-    for name, c in profile.categorical.items():
-        present = name in current.columns
-        values = current[name] if present else pd.Series([None] * n_rows, dtype=object)
-        features.append(compare_categorical(c, values, **options(name, present)))
-    return features
 
 
 def assess(
@@ -350,14 +351,66 @@ def assess(
     ``rules`` override :data:`DEFAULT_RULES` per feature (ValueError for a feature that
     is not profiled or a method that does not apply). A column absent from ``current``
     is reported as all missing and undecided. See the module notes for the score.
+    Computes each present column's statistics, then :func:`assess_stats`.
+    """
+    check_rules(profile.numeric, profile.categorical, rules)
+    columns = current.columns
+    return assess_stats(
+        profile,
+        {n: drift.numeric_stats(p, current[n]) for n, p in profile.numeric.items() if n in columns},
+        {
+            n: drift.categorical_stats(c, current[n])
+            for n, c in profile.categorical.items()
+            if n in columns
+        },
+        len(current),
+        rules=rules,
+        drift_threshold=drift_threshold,
+        min_window_rows=min_window_rows,
+    )
+
+
+def assess_stats(
+    profile: drift.ReferenceProfile,
+    numeric: Mapping[str, drift.NumericStats],
+    categorical: Mapping[str, drift.CategoricalStats],
+    n_rows: int,
+    *,
+    rules: Mapping[str, Rule] | None = None,
+    drift_threshold: float,
+    min_window_rows: int,
+) -> DatasetDrift:
+    """:func:`assess` of a window of ``n_rows`` rows whose per-feature statistics are
+    already computed (``numeric`` and ``categorical``, by feature name).
+
+    A profiled feature absent from its mapping is a column absent from the window:
+    reported as ``n_rows`` missing values and undecided.
     """
     rules = dict(rules or {})
     check_rules(profile.numeric, profile.categorical, rules)
-    n_rows = len(current)
     reason = None
     if n_rows < min_window_rows:
         reason = f"the window has {n_rows} rows, fewer than min_window_rows={min_window_rows}"
-    features = _compare_all(profile, current, rules, min_window_rows, reason)
+
+    def options(name: str, present: bool) -> CompareOptions:
+        return {
+            "feature": name,
+            "rule": rules.get(name),
+            "min_rows": min_window_rows,
+            "reason": reason if present else _MISSING_COLUMN,
+        }
+
+    features: list[FeatureDrift] = []
+    for name, p in profile.numeric.items():
+        s = numeric.get(name)
+        if s is None:
+            s = drift.numeric_stats(p, np.full(n_rows, np.nan))
+        features.append(numeric_drift(p, s, **options(name, name in numeric)))
+    for name, c in profile.categorical.items():
+        cs = categorical.get(name)
+        if cs is None:
+            cs = drift.categorical_stats(c, pd.Series([None] * n_rows, dtype=object))
+        features.append(categorical_drift(c, cs, **options(name, name in categorical)))
     decided = [f for f in features if f.drifted is not None]
     if reason is None and not decided:
         reason = "no feature could be decided"

@@ -1,11 +1,16 @@
 """Model-quality statistics: realized metrics, a label-free estimate, business value.
 
-Pure functions over arrays; no I/O, no Prometheus. Every metric is a scikit-learn one.
+Pure functions over arrays; no I/O, no Prometheus.
 
 Realized metrics (labels known), with ``ŷ = score >= threshold``:
     accuracy = (TP + TN) / n, precision = TP / (TP + FP), recall = TP / (TP + FN),
     f1 = 2TP / (2TP + FP + FN), roc_auc = P(score of a random positive > score of a
-    random negative) (ties count one half).
+    random negative) (ties count one half). The first four come from the confusion
+    counts (:class:`Confusion`, :func:`confusion_metrics`), each one correctly rounded
+    division of exact integers, hence bit for bit scikit-learn's ``accuracy_score``,
+    ``precision_score``, ``recall_score`` and ``f1_score``; ROC AUC is scikit-learn's
+    ``roc_auc_score``. A window that keeps its confusion counts incrementally
+    (:mod:`exporter.stats.streaming`) goes through the same functions.
 Edge cases: no labelled rows or fewer than ``min_rows``: nothing is computed (the
 result says why); one class only: ROC AUC is undefined and left out, and precision or
 recall with a zero denominator is left out rather than reported as 0.
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from exporter.domain.metrics import METRICS
 
@@ -55,6 +60,94 @@ def _finite_pairs(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     return y[keep].astype(int), scores[keep]
 
 
+@dataclass(frozen=True)
+class Confusion:
+    """Confusion counts of 0/1 labels against ``ŷ = score >= threshold``.
+
+    ``tp``: label 1, ŷ 1; ``fp``: label 0, ŷ 1; ``fn``: label 1, ŷ 0; ``tn``: label
+    0, ŷ 0. Non-negative integers.
+    """
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    @property
+    def both_classes(self) -> bool:
+        """Whether both labels occur (ROC AUC is defined)."""
+        return self.tp + self.fn > 0 and self.fp + self.tn > 0
+
+    def __add__(self, other: Confusion) -> Confusion:
+        """The counts of both sets of rows together."""
+        return Confusion(
+            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn
+        )
+
+    def __sub__(self, other: Confusion) -> Confusion:
+        """The counts without ``other``'s rows (which must be among these)."""
+        return Confusion(
+            self.tp - other.tp, self.fp - other.fp, self.fn - other.fn, self.tn - other.tn
+        )
+
+
+def predicted_positive(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The model's decisions ``ŷ = score >= threshold`` (boolean), the rule every metric
+    of this module applies."""
+    return np.asarray(scores, dtype=float) >= threshold
+
+
+def confusion(y_true: np.ndarray, predicted: np.ndarray) -> Confusion:
+    """The confusion counts of 0/1 ``y_true`` against 0/1 (or boolean) ``predicted``.
+
+    Raises ValueError for a label other than 0 and 1.
+    """
+    labels = np.asarray(y_true)
+    if np.count_nonzero((labels != 0) & (labels != 1)):
+        raise ValueError("labels must be 0 or 1")
+    y = labels.astype(bool)
+    pred = np.asarray(predicted).astype(bool)
+    tp = int(np.count_nonzero(y & pred))
+    fp = int(np.count_nonzero(pred)) - tp
+    fn = int(np.count_nonzero(y)) - tp
+    return Confusion(tp=tp, fp=fp, fn=fn, tn=int(y.size) - tp - fp - fn)
+
+
+def confusion_metrics(counts: Confusion, auc: Callable[[], float]) -> dict[str, float]:
+    """The metric contract of :func:`classification_metrics` from confusion counts.
+
+    Accuracy, precision, recall and F1 by the formulas of the module notes, undefined
+    ones left out (precision when ``tp + fp = 0``, recall when ``tp + fn = 0``, F1 when
+    ``tp + fp + fn = 0``); ``auc()`` (the rows' ROC AUC) is called, and its value
+    reported, only when both classes occur. Empty counts give an empty result.
+    """
+    c = counts
+    if c.n == 0:
+        return {}
+    values: dict[str, float] = {"accuracy": (c.tp + c.tn) / c.n}
+    if c.tp + c.fp:
+        values["precision"] = c.tp / (c.tp + c.fp)
+    if c.tp + c.fn:
+        values["recall"] = c.tp / (c.tp + c.fn)
+    if c.tp + c.fp + c.fn:
+        values["f1"] = 2 * c.tp / (2 * c.tp + c.fp + c.fn)
+    if c.both_classes:
+        values["roc_auc"] = auc()
+    return {m: values[m] for m in METRICS if m in values}
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` against 0/1 labels: scikit-learn's ``roc_auc_score``.
+
+    Both classes must occur (:attr:`Confusion.both_classes`); a share in [0, 1].
+    """
+    return float(roc_auc_score(y_true, scores))
+
+
 def classification_metrics(
     y_true: np.ndarray, scores: np.ndarray, threshold: float
 ) -> dict[str, float]:
@@ -62,26 +155,34 @@ def classification_metrics(
     scores, against 0/1 labels; shares in [0, 1].
 
     The one implementation of the metric contract (:mod:`exporter.domain.metrics`):
-    training's baseline and the exporter's realized values both come from here.
-    Undefined values are left out of the result, never reported as 0: precision with
-    no predicted positive, recall with no actual positive, F1 with neither, ROC AUC
-    with one class only. Empty input gives an empty result.
+    training's baseline and the exporter's realized values both come from here, through
+    :func:`confusion_metrics`. Undefined values are left out of the result, never
+    reported as 0: precision with no predicted positive, recall with no actual positive,
+    F1 with neither, ROC AUC with one class only. Empty input gives an empty result.
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(scores, dtype=float)
-    if len(y) == 0:
-        return {}
-    pred = (s >= threshold).astype(int)
-    values: dict[str, float] = {"accuracy": float(accuracy_score(y, pred))}
-    if pred.any():
-        values["precision"] = float(precision_score(y, pred))
-    if y.any():
-        values["recall"] = float(recall_score(y, pred))
-    if pred.any() or y.any():
-        values["f1"] = float(f1_score(y, pred))
-    if len(np.unique(y)) == 2:
-        values["roc_auc"] = float(roc_auc_score(y, s))
-    return {m: values[m] for m in METRICS if m in values}
+    counts = confusion(y, predicted_positive(s, threshold))
+    return confusion_metrics(counts, lambda: roc_auc(y, s))
+
+
+def realized_from_confusion(
+    counts: Confusion, auc: Callable[[], float], min_rows: int = 1
+) -> MetricSet:
+    """The realized metrics of a window's labelled rows given as confusion counts.
+
+    ``auc()`` gives the ROC AUC of those rows; it is called only when the metric is
+    defined. No labelled rows, or fewer than ``min_rows``: nothing is computed, and the
+    result says why (as it does when ROC AUC is undefined).
+    """
+    n = counts.n
+    if n == 0:
+        return MetricSet({}, 0, "no labelled rows")
+    if n < min_rows:
+        return MetricSet({}, n, f"{n} labelled rows, fewer than the minimum {min_rows}")
+    values = confusion_metrics(counts, auc)
+    reason = None if "roc_auc" in values else "one class only: ROC AUC is undefined"
+    return MetricSet(values, n, reason)
 
 
 def realized_metrics(
@@ -90,17 +191,11 @@ def realized_metrics(
     """:func:`classification_metrics` on the labelled rows of a window.
 
     Rows whose label or score is NaN are dropped. Below `min_rows` rows nothing is
-    computed; the result says why any metric is missing.
+    computed; the result says why any metric is missing (:func:`realized_from_confusion`).
     """
     y, s = _finite_pairs(y_true, scores)
-    n = len(y)
-    if n == 0:
-        return MetricSet({}, 0, "no labelled rows")
-    if n < min_rows:
-        return MetricSet({}, n, f"{n} labelled rows, fewer than the minimum {min_rows}")
-    values = classification_metrics(y, s, threshold)
-    reason = None if "roc_auc" in values else "one class only: ROC AUC is undefined"
-    return MetricSet(values, n, reason)
+    counts = confusion(y, predicted_positive(s, threshold))
+    return realized_from_confusion(counts, lambda: roc_auc(y, s), min_rows)
 
 
 #: Scores are clipped to [ε, 1 − ε] before the logit, so 0 and 1 stay finite.
@@ -150,7 +245,7 @@ def estimated_metrics(
     if n < min_rows:
         return MetricSet({}, n, f"{n} rows, fewer than the minimum {min_rows}")
     p = calibrator(s)
-    positive = s >= threshold
+    positive = predicted_positive(s, threshold)
     tp = float(p[positive].sum())
     fp = float((1.0 - p[positive]).sum())
     fn = float(p[~positive].sum())
@@ -177,7 +272,7 @@ def positive_ratio(scores: np.ndarray, threshold: float) -> float | None:
     """Share of finite scores at or above `threshold`; None for an empty window."""
     s = np.asarray(scores, dtype=float)
     s = s[np.isfinite(s)]
-    return float((s >= threshold).mean()) if len(s) else None
+    return float(predicted_positive(s, threshold).mean()) if len(s) else None
 
 
 def revenue_at_risk(monthly_charges: np.ndarray, scores: np.ndarray) -> float:

@@ -4,7 +4,10 @@ Pure computation over numpy arrays: no I/O, nothing about Prometheus. The refere
 summarised once (:func:`build_profile`, :func:`profile_numeric`,
 :func:`profile_categorical`) and every current window is compared with that profile
 (:func:`numeric_stats`, :func:`categorical_stats`), so a window costs one sort of its
-own values plus linear passes. The sample-level functions (:func:`ks_2samp`,
+own values plus linear passes. A window kept incrementally
+(:mod:`exporter.stats.streaming`) hands its sorted values or bin counts to
+:func:`numeric_stats_from_sorted` and :func:`categorical_stats_from_counts`, the same
+computation without the sort or the count. The sample-level functions (:func:`ks_2samp`,
 :func:`wasserstein`, :func:`psi`, :func:`jensen_shannon`) build a throw-away profile
 and compare; they exist for one-off use and for tests.
 
@@ -38,12 +41,13 @@ from exporter.stats.drift.categorical import (
     CategoricalProfile,
     CategoricalStats,
     categorical_stats,
+    categorical_stats_from_counts,
     jensen_shannon_from_counts,
     profile_categorical,
 )
 from exporter.stats.drift.inputs import category_keys, to_float_array
 from exporter.stats.drift.ks import KS_EXACT_MAX_N, KSResult
-from exporter.stats.drift.numeric import NumericStats, numeric_stats
+from exporter.stats.drift.numeric import NumericStats, numeric_stats, numeric_stats_from_sorted
 from exporter.stats.drift.numeric_profile import NumericProfile, profile_numeric
 from exporter.stats.drift.population_stability import (
     DEFAULT_PSI_BINS,
@@ -68,12 +72,14 @@ __all__ = [
     "ReferenceProfile",
     "build_profile",
     "categorical_stats",
+    "categorical_stats_from_counts",
     "category_keys",
     "jensen_shannon",
     "jensen_shannon_from_counts",
     "ks_2samp",
     "numeric_bin_edges",
     "numeric_stats",
+    "numeric_stats_from_sorted",
     "profile_categorical",
     "profile_numeric",
     "psi",

@@ -125,15 +125,31 @@ def jensen_shannon_from_counts(reference: Any, current: Any) -> float:
 
 
 def categorical_stats(profile: CategoricalProfile, values: Any) -> CategoricalStats:
-    """PSI and Jensen-Shannon distance of ``values`` against ``profile``."""
+    """PSI and Jensen-Shannon distance of ``values`` against ``profile``.
+
+    Counts the values per bin, then :func:`categorical_stats_from_counts`.
+    """
     series = as_series(values)
     keyed = category_keys(series)
     n2 = sum(keyed.values())
     known = np.array([keyed.get(c, 0) for c in profile.categories], dtype=np.int64)
-    unseen = int(n2 - known.sum())
-    counts = np.append(known, unseen)
+    counts = np.append(known, n2 - known.sum())
+    return categorical_stats_from_counts(profile, counts, int(len(series) - n2))
+
+
+def categorical_stats_from_counts(
+    profile: CategoricalProfile, counts: np.ndarray, n_nan: int
+) -> CategoricalStats:
+    """PSI and Jensen-Shannon distance of a window given as counts per bin.
+
+    ``counts`` (int64, ``profile.n_bins`` of them) count the window's values per
+    reference category, then unseen values last; ``n_nan`` values were missing. What
+    :func:`categorical_stats` counts from raw values, and what an incremental window
+    keeps (:mod:`exporter.stats.streaming`).
+    """
+    n2 = int(counts.sum())
+    unseen = int(counts[-1])
     ratios = counts / n2 if n2 else np.zeros(counts.size)
-    n_nan = int(len(series) - n2)
     if n2 == 0 or profile.n == 0:
         return CategoricalStats(n2, n_nan, unseen, None, None, counts, ratios)
     ref = np.append(profile.counts, 0)

@@ -111,13 +111,14 @@ def category_keys(values: Any) -> dict[str, int]:
     return counts
 
 
-def category_codes(values: Any, categories: Sequence[str]) -> np.ndarray:
+def category_codes(values: Any, categories: Sequence[str], *, unlisted: int = -1) -> np.ndarray:
     """Per row, the index in ``categories`` (canonical keys) of the row's category key;
-    -1 for a missing value or a category not listed.
+    -1 for a missing value, ``unlisted`` (by default also -1) for a category not listed.
 
     Raw values are factorised first, so the Python work is per distinct value.
     """
     codes, uniques = pd.factorize(as_series(values), use_na_sentinel=True)
-    index: dict[str | None, int] = {key: i for i, key in enumerate(categories)}
-    lookup = np.array([index.get(category_key(u), -1) for u in uniques] + [-1], dtype=np.int64)
-    return lookup[codes]  # a missing value's code -1 picks the trailing -1
+    index = {key: i for i, key in enumerate(categories)}
+    keys = (category_key(u) for u in uniques)
+    lookup = [-1 if key is None else index.get(key, unlisted) for key in keys]
+    return np.array([*lookup, -1], dtype=np.int64)[codes]  # missing: code -1, the last -1

@@ -41,10 +41,20 @@ class NumericStats:
 def numeric_stats(profile: NumericProfile, values: Any) -> NumericStats:
     """KS, PSI and normalised Wasserstein of ``values`` against ``profile``.
 
-    Cost: one sort of the window, then the linear merge of :func:`.ecdf.cdf_merge` and
-    one binary search per PSI edge.
+    Cost: one sort of the window, then :func:`numeric_stats_from_sorted`.
     """
     cur, n_nan = finite_sorted(values)
+    return numeric_stats_from_sorted(profile, cur, n_nan)
+
+
+def numeric_stats_from_sorted(profile: NumericProfile, cur: np.ndarray, n_nan: int) -> NumericStats:
+    """KS, PSI and normalised Wasserstein of ``cur`` against ``profile``.
+
+    ``cur`` holds the window's finite values in ascending order (float64) and ``n_nan``
+    values were missing: what :func:`numeric_stats` computes from raw values, and what
+    an incremental window keeps (:mod:`exporter.stats.streaming`). Cost: the linear
+    merge of :func:`.ecdf.cdf_merge` and one binary search per PSI edge.
+    """
     n2 = int(cur.size)
     counts = bin_counts(cur, profile.bin_edges)
     ratios = counts / n2 if n2 else np.zeros(counts.size)
