@@ -78,6 +78,11 @@ class DataDriftConfig(_Strict):
     psi_bins: Annotated[int, Field(ge=2, le=100)] = 10
     #: Below this many current rows no drift decision is made.
     min_window_rows: Annotated[int, Field(ge=1)] = 300
+    #: Streaming: every this many seconds, the exporter reads the rows and labels logged
+    #: since its last look into an in-memory window (the `data.current` window) and
+    #: serves its univariate and dataset drift (`task="stream"`); null: off. The full
+    #: run above still writes the reports, the history and the multivariate drift.
+    update_seconds: Annotated[float, Field(gt=0.0, le=86400.0)] | None = None
     multivariate: MultivariateConfig = MultivariateConfig()
 
 
@@ -189,11 +194,25 @@ class ReportsConfig(_Strict):
     retention_days: Annotated[float, Field(gt=0)] = 30
 
 
+class IngestConfig(_Strict):
+    """The exporter's push endpoint, ``POST /ingest`` (docs/ingest.md).
+
+    Off unless enabled: it writes into the prediction log, which drives the drift and
+    performance alerts and, with retraining on, the training data. Enabled, it takes
+    the same basic auth and TLS as /metrics (``exporter.web_config_file``).
+    """
+
+    enabled: bool = False
+    #: Largest request body accepted, in bytes (more: 413).
+    max_body_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 5_000_000
+
+
 class ExporterConfig(_Strict):
     host: str = "127.0.0.1"
     port: Port = 9108
     #: TLS and basic auth, in the format of Prometheus' --web.config.file (docs/security.md).
     web_config_file: str | None = None
+    ingest: IngestConfig = IngestConfig()
 
 
 class ApiConfig(_Strict):

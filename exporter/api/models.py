@@ -22,38 +22,19 @@ from pydantic.config import JsonValue
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from exporter.data.records import Number, number_or_blank
 from exporter.domain import customers, schema
 
-#: Hard limits the API enforces: twice the schema's plausible maxima (see module doc).
-MONTHLY_CHARGES_MAX = 2 * schema.NUMERIC_RANGES["MonthlyCharges"][1]
-TOTAL_CHARGES_MAX = 2 * schema.NUMERIC_RANGES["TotalCharges"][1]
-TENURE_MAX = int(schema.NUMERIC_RANGES["tenure"][1])
-
-
-def _number_only(value: Any) -> Any:
-    if isinstance(value, bool | str):
-        kind = "a boolean" if isinstance(value, bool) else "a string"
-        raise PydanticCustomError("number_type", f"Input should be a number, not {kind}")
-    return value
-
-
-def _number_or_blank(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        return None
-    if isinstance(value, bool | str):
-        kind = "a boolean" if isinstance(value, bool) else "a string"
-        raise PydanticCustomError(
-            "number_type", f"Input should be a number, null or blank, not {kind}"
-        )
-    return value
+#: Hard limits the API enforces (see module doc).
+MONTHLY_CHARGES_MAX = schema.HARD_MAXIMA["MonthlyCharges"]
+TOTAL_CHARGES_MAX = schema.HARD_MAXIMA["TotalCharges"]
+TENURE_MAX = int(schema.HARD_MAXIMA["tenure"])
 
 
 def _one_of(values: Any) -> Any:
     """A ``Field`` describing a value set (a ``Literal`` type of the schema)."""
     return Field(description=f"one of: {', '.join(get_args(values))}")
 
-
-Number = BeforeValidator(_number_only)
 
 Gender = Annotated[schema.Gender, _one_of(schema.Gender)]
 YesNo = Annotated[schema.YesNo, _one_of(schema.YesNo)]
@@ -97,7 +78,7 @@ class Customer(BaseModel):
     ]
     TotalCharges: Annotated[
         Annotated[float, Field(ge=0.0, le=TOTAL_CHARGES_MAX, allow_inf_nan=False)] | None,
-        BeforeValidator(_number_or_blank),
+        BeforeValidator(number_or_blank),
         Field(description="null or blank for customers in their first month"),
     ] = None
 

@@ -1,7 +1,8 @@
 """The prediction log: SQLAlchemy Core tables for predictions and feedback.
 
-The API appends one row per prediction and one per feedback; the exporter reads its
-current window from here. Timestamps are Unix seconds (float, UTC). Any SQLAlchemy URL
+The API appends one row per prediction and one per feedback, the exporter's push
+endpoint whole batches of another server's predictions (`append_pushed`); the exporter
+reads its current window from here. Timestamps are Unix seconds (float, UTC). Any SQLAlchemy URL
 works; SQLite files are opened in WAL mode so readers do not block the writer.
 
 The write helpers run one transaction each and raise `LogUnavailable` (nothing
@@ -112,6 +113,16 @@ class UnknownPrediction(LookupError):
         self.field = field
         self.value = value
         super().__init__(f"no prediction with {field} {value!r}")
+
+
+class DuplicatePrediction(ValueError):
+    """A pushed prediction's id is already logged (`id`; None when the database said
+    so without naming it); nothing was written."""
+
+    def __init__(self, id: str | None) -> None:
+        self.id = id
+        named = f" {id!r}" if id is not None else ""
+        super().__init__(f"a prediction with the id{named} is already logged")
 
 
 def _sqlite_pragmas(
@@ -235,21 +246,10 @@ def _compiled_insert(engine: Engine) -> tuple[str, tuple[str, ...] | None]:
     return cached
 
 
-def log_predictions(
-    engine: Engine, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]
-) -> None:
-    """Insert `rows` in one transaction: dicts with every `predictions` column, or
-    tuples in `PREDICTION_COLUMNS` order. The `ADDED_COLUMNS` may be left out (a dict
-    without some of them, a tuple that stops before one of them): they are logged as
-    NULL.
-
-    The statement is compiled once per dialect and run with the driver's
-    ``executemany``: several times faster than a Core ``insert()`` for the API's
-    batches of a thousand rows.
-    """
-    if not rows:
-        return
-    sql, order = _compiled_insert(engine)
+def _insert_params(
+    order: tuple[str, ...] | None, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]
+) -> list[Any]:
+    """The driver parameters of the compiled INSERT for `rows` (see `log_predictions`)."""
     params: list[Any]
     if isinstance(rows[0], Mapping):  # every row has the first one's form
         mappings = cast("Sequence[Mapping[str, Any]]", rows)
@@ -272,9 +272,73 @@ def log_predictions(
             params = [tuple(row[i] for i in where) for row in tuples]
         else:
             params = [dict(zip(PREDICTION_COLUMNS, row, strict=True)) for row in tuples]
+    return params
+
+
+def log_predictions(
+    engine: Engine, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]
+) -> None:
+    """Insert `rows` in one transaction: dicts with every `predictions` column, or
+    tuples in `PREDICTION_COLUMNS` order. The `ADDED_COLUMNS` may be left out (a dict
+    without some of them, a tuple that stops before one of them): they are logged as
+    NULL.
+
+    The statement is compiled once per dialect and run with the driver's
+    ``executemany``: several times faster than a Core ``insert()`` for the API's
+    batches of a thousand rows.
+    """
+    if not rows:
+        return
+    sql, order = _compiled_insert(engine)
+    params = _insert_params(order, rows)
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(sql, params)
+    except sa.exc.SQLAlchemyError as err:
+        raise _unavailable(err) from err
+
+
+#: Ids per ``IN (...)`` query: well under SQLite's oldest limit of 999 parameters.
+_IDS_PER_QUERY = 500
+
+
+def append_pushed(
+    engine: Engine,
+    rows: Sequence[Mapping[str, Any]],
+    labels: Sequence[tuple[str, schema.LabelCode]] = (),
+    *,
+    label_ts: float,
+    client_ids: Sequence[str] = (),
+) -> None:
+    """Append pushed predictions and the labels some carry, all in one transaction:
+    every row and label is logged, or none (the push endpoint's all-or-nothing batch).
+
+    `rows` are dicts as for `log_predictions`; `labels` are ``(prediction id, 0/1)``
+    logged as feedback at `label_ts`. `client_ids` are the ids the client chose (the
+    others are fresh uuid4s): when one is already logged, `DuplicatePrediction` names it
+    and nothing is written. `LogUnavailable` as for the other writes.
+    """
+    if not rows:
+        return
+    sql, order = _compiled_insert(engine)
+    params = _insert_params(order, rows)
+    try:
+        with engine.begin() as conn:
+            for start in range(0, len(client_ids), _IDS_PER_QUERY):
+                chunk = list(client_ids[start : start + _IDS_PER_QUERY])
+                taken = conn.execute(
+                    sa.select(predictions.c.id).where(predictions.c.id.in_(chunk)).limit(1)
+                ).scalar_one_or_none()
+                if taken is not None:
+                    raise DuplicatePrediction(str(taken))
+            conn.exec_driver_sql(sql, params)
+            if labels:
+                conn.execute(
+                    feedback.insert(),
+                    [{"prediction_id": pid, "ts": label_ts, "actual": int(a)} for pid, a in labels],
+                )
+    except sa.exc.IntegrityError as err:  # an id logged meanwhile by another writer
+        raise DuplicatePrediction(None) from err
     except sa.exc.SQLAlchemyError as err:
         raise _unavailable(err) from err
 

@@ -69,6 +69,17 @@ NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "TotalCharges": (0.0, 9000.0),
 }
 
+#: The largest value each numeric feature may take in a request or a logged prediction:
+#: twice the plausible maximum of the charges (a price rise past the plausible range is
+#: drift for the monitor to report, past this it is impossible), and the export's own
+#: cap of the tenure. The API's request models and the push endpoint
+#: (:mod:`exporter.data.records`) both refuse values above it.
+HARD_MAXIMA: dict[str, float] = {
+    "tenure": NUMERIC_RANGES["tenure"][1],
+    "MonthlyCharges": 2 * NUMERIC_RANGES["MonthlyCharges"][1],
+    "TotalCharges": 2 * NUMERIC_RANGES["TotalCharges"][1],
+}
+
 #: The 19 model features in the export's column order.
 FEATURES: tuple[str, ...] = (
     "gender",

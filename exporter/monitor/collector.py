@@ -48,6 +48,19 @@ def _per_model(model: str, rows: Iterable[tuple[str, str, float | None]]) -> Ite
 
 def drift_families(snap: DriftSnapshot) -> Iterator[Metric]:
     """The data-drift families of the contract (docs/metrics.md)."""
+    yield from univariate_drift_families(snap)
+    yield from drift_multivariate_families(snap)
+
+
+def drift_multivariate_families(snap: DriftSnapshot) -> Iterator[Metric]:
+    """The multivariate families of a drift snapshot (none when it has no result)."""
+    if snap.multivariate is not None:
+        yield from multivariate_families(snap.model.name, snap.multivariate)
+
+
+def univariate_drift_families(snap: DriftSnapshot) -> Iterator[Metric]:
+    """The per-feature and dataset drift families (all of `drift_families` but the
+    multivariate ones)."""
     model = snap.model.name
     result = snap.result
     per_feature = {
@@ -115,8 +128,6 @@ def drift_families(snap: DriftSnapshot) -> Iterator[Metric]:
         ("churn_reference_rows", "Rows in the reference.", result.n_reference),
     ]
     yield from _per_model(model, per_model)
-    if snap.multivariate is not None:
-        yield from multivariate_families(model, snap.multivariate)
 
 
 def multivariate_families(model: str, mv: MultivariateDrift) -> Iterator[Metric]:
@@ -401,6 +412,30 @@ def health_families(health: Mapping[str, JobHealth]) -> Iterator[Metric]:
     yield from (success, duration, last, interval, runs, failures)
 
 
+#: The statuses of a refused push (`POST /ingest`), exported from 0 on: bad body, wrong
+#: method, duplicate id, no length, too large, bad rows, log unavailable. (A 401 comes
+#: from the web config's auth in front of every path, and is not counted.)
+INGEST_REFUSED_STATUSES: tuple[str, ...] = ("400", "405", "409", "411", "413", "422", "503")
+
+
+def ingest_families(rows: int, refused: Mapping[str, int]) -> Iterator[Metric]:
+    """The push endpoint's counters (docs/ingest.md): rows appended to the prediction
+    log, and refused requests by HTTP status."""
+    ingested = CounterMetricFamily(
+        "churn_exporter_ingested_rows",
+        "Prediction rows appended to the log through POST /ingest since start.",
+    )
+    ingested.add_metric([], rows)
+    refusals = CounterMetricFamily(
+        "churn_exporter_ingest_refused",
+        "Requests to POST /ingest refused since start (nothing logged), by HTTP status.",
+        labels=["status"],
+    )
+    for status, count in sorted(refused.items()):
+        refusals.add_metric([status], count)
+    yield from (ingested, refusals)
+
+
 #: Job name -> the function that turns its snapshot into families.
 FamilyBuilder = Callable[[Any], Iterator[Metric]]
 BUILDERS: dict[str, FamilyBuilder] = {
@@ -408,6 +443,14 @@ BUILDERS: dict[str, FamilyBuilder] = {
     "performance": performance_families,
     "comparison": comparison_families,
     "optuna": optuna_families,
+}
+#: The builders with streaming on: the streaming job's snapshot (`stream`) gives the
+#: per-feature and dataset drift families, refreshed every few seconds; the full drift
+#: run (`drift`) only the multivariate ones, which it alone computes. Same names.
+STREAMING_BUILDERS: dict[str, FamilyBuilder] = {
+    **BUILDERS,
+    "drift": drift_multivariate_families,
+    "stream": univariate_drift_families,
 }
 
 

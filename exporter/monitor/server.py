@@ -1,4 +1,5 @@
-"""The exporter's HTTP server: /metrics, /healthz, /ready and a landing page.
+"""The exporter's HTTP server: /metrics, /healthz, /ready, a landing page, and when
+configured the alert webhook and the push endpoint (``POST /ingest``).
 
 A plain WSGI app on prometheus_client's threading server: each request gets a thread,
 and /metrics only reads the snapshot store, so a scrape never waits for a job.
@@ -21,6 +22,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from exporter import __version__
 from exporter.loop.receiver import MAX_BODY_BYTES, AlertReceiver
+from exporter.monitor.ingest import Ingestor
 from exporter.monitor.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,59 @@ def _webhook(environ: dict[str, Any], start: StartResponse, receiver: AlertRecei
     return _respond(start, f"{status} {reason[status]}", body, "application/json")
 
 
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
+
+
+#: A refused body up to this size is read and dropped before the answer: closing a
+#: socket with unread data resets the connection, and the client could lose the 413.
+_DRAIN_BYTES = 1 << 20
+
+
+def _drain(stream: Any, length: int) -> None:
+    left = min(length, _DRAIN_BYTES)
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+def _ingest(environ: dict[str, Any], start: StartResponse, ingestor: Ingestor) -> list[bytes]:
+    """``POST /ingest``: a body of at most ``max_body_bytes`` with a Content-Length."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        ingestor.refused(405)
+        start("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
+        return [b""]
+    limit = ingestor.max_body_bytes
+    raw = environ.get("CONTENT_LENGTH")
+    try:
+        length = int(raw) if raw else None
+    except ValueError:
+        length = None
+    if length is None or length < 0:
+        status, answer = 411, {"error": "a Content-Length header is required"}
+    elif length > limit:
+        _drain(environ["wsgi.input"], length)
+        status, answer = (
+            413,
+            {"error": f"body larger than {limit} bytes (exporter.ingest.max_body_bytes)"},
+        )
+    else:
+        status, answer = ingestor.handle(environ["wsgi.input"].read(length))
+    if status in (411, 413):
+        ingestor.refused(status)
+    body = json.dumps(answer).encode()
+    return _respond(start, f"{status} {_REASONS[status]}", body, "application/json")
+
+
 class CachedExposition:
     """The text exposition of the registry, rendered once per change of the store.
 
@@ -65,18 +120,24 @@ class CachedExposition:
     """
 
     def __init__(
-        self, registry: CollectorRegistry, store: SnapshotStore, model: Callable[[], Any]
+        self,
+        registry: CollectorRegistry,
+        store: SnapshotStore,
+        model: Callable[[], Any],
+        changes: Callable[[], Any] = lambda: None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.model = model
+        #: Anything else the exposition depends on (the push endpoint's counters).
+        self.changes = changes
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
         self._plain = b""
         self._gzip: bytes | None = None
 
     def render(self, gzipped: bool) -> bytes:
-        key = (self.store.generation, self.model())
+        key = (self.store.generation, self.model(), self.changes())
         with self._lock:
             if key != self._key:
                 self._plain, self._gzip, self._key = generate_latest(self.registry), None, key
@@ -101,14 +162,22 @@ def make_app(
     store: SnapshotStore,
     receiver: AlertReceiver | None = None,
     model: Callable[[], Any] = lambda: None,
+    ingest: Ingestor | None = None,
 ) -> WSGIApp:
-    """The WSGI app serving the exporter's endpoints (and the alert webhook if given).
+    """The WSGI app serving the exporter's endpoints (and the alert webhook and the push
+    endpoint if given; the push endpoint's counters are registered in `registry`).
 
     `/metrics` serves the cached text exposition; a query (``name[]`` filters) goes
     through prometheus_client's own app.
     """
     metrics_app = make_wsgi_app(registry)
-    exposition = CachedExposition(registry, store, model)
+    if ingest is not None:
+        registry.register(ingest)
+
+    def changes() -> Any:
+        return ingest.generation if ingest is not None else None
+
+    exposition = CachedExposition(registry, store, model, changes)
 
     def landing(start: StartResponse) -> list[bytes]:
         rows = "".join(
@@ -148,6 +217,8 @@ def make_app(
             return landing(start)
         if path == "/alerts/webhook" and receiver is not None:
             return _webhook(environ, start, receiver)
+        if path == "/ingest" and ingest is not None:
+            return _ingest(environ, start, ingest)
         return _respond(start, "404 Not Found", b"not found\n", "text/plain; charset=utf-8")
 
     return app

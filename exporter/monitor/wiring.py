@@ -19,15 +19,17 @@ from exporter.loop.receiver import AlertReceiver
 from exporter.loop.retraining import RetrainingTrigger
 from exporter.model.registry import ModelWatch
 from exporter.model.roles import challenger_config
-from exporter.monitor.collector import FamilyBuilder, SnapshotCollector
+from exporter.monitor.collector import STREAMING_BUILDERS, FamilyBuilder, SnapshotCollector
 from exporter.monitor.comparison_job import ComparisonJob
 from exporter.monitor.drift_job import DriftJob
+from exporter.monitor.ingest import make_ingestor
 from exporter.monitor.jobs import Job, run_job
 from exporter.monitor.optuna_job import OptunaJob
 from exporter.monitor.performance_job import PerformanceJob
 from exporter.monitor.reference_job import ReferenceCache
 from exporter.monitor.server import ExporterServer, make_app
 from exporter.monitor.store import SnapshotStore
+from exporter.monitor.stream_job import StreamJob
 from exporter.web.webconfig import WebConfig, require_auth
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class Monitor:
     builders: Mapping[str, FamilyBuilder] | None = None
     #: The Alertmanager webhook receiver served at /alerts/webhook (history enabled).
     receiver: AlertReceiver | None = None
+    #: Jobs of the continuous mode only (`serve` schedules them, `run_once` does not):
+    #: the streaming job when `data_drift_monitoring.update_seconds` is set.
+    streams: list[Job] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for job in self.jobs:
@@ -93,7 +98,32 @@ def build_monitor(
         jobs.append(ComparisonJob(config, reference, model=watch, interval_seconds=interval))
     if config.optuna.enabled:
         jobs.append(OptunaJob(config, interval_seconds=interval))
-    return Monitor(config=config, jobs=jobs, model=watch.current, receiver=receiver)
+    streams: list[Job] = []
+    if streaming(config):
+        streams.append(StreamJob(config, reference, model=watch))
+    return Monitor(
+        config=config,
+        jobs=jobs,
+        model=watch.current,
+        receiver=receiver,
+        builders=STREAMING_BUILDERS if streams else None,
+        streams=streams,
+    )
+
+
+def streaming(config: MonitoringConfig) -> bool:
+    """Whether the streaming job runs: drift monitoring on, `update_seconds` set, and
+    the prediction log as the current window (a file is not followed: warned)."""
+    drift = config.data_drift_monitoring
+    if not drift.enabled or drift.update_seconds is None:
+        return False
+    if config.data.current.kind != "sql":
+        log.warning(
+            "data_drift_monitoring.update_seconds is ignored: streaming follows the "
+            "prediction log, and data.current is a file"
+        )
+        return False
+    return True
 
 
 def serve(
@@ -116,14 +146,17 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
 
-    app = make_app(monitor.registry, monitor.store, monitor.receiver, monitor.model)
+    ingest = make_ingestor(monitor.config, web)
+    app = make_app(monitor.registry, monitor.store, monitor.receiver, monitor.model, ingest=ingest)
     app = require_auth(app, web)
     server = ExporterServer(app, host, port, web.ssl_context())
     server.start()
     log.info("serving %s://%s:%d/metrics", "https" if web.tls else "http", host, server.port)
 
     scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
-    for job in monitor.jobs:
+    for job in monitor.streams:
+        monitor.store.register(job.name, job.interval_seconds)
+    for job in [*monitor.jobs, *monitor.streams]:
         scheduler.add_job(
             run_job,
             "interval",
