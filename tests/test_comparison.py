@@ -25,9 +25,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.cli.main import main
 from exporter.config import MonitoringConfig
 from exporter.data import predlog, synthetic
-from exporter.data.history import open_history, query
+from exporter.data.history import AlertRecord, open_history, query
 from exporter.domain import schema
 from exporter.loop.promotion import gather_evidence, missing_evidence, promote
+from exporter.loop.retraining import RetrainingTrigger
 from exporter.model.registry import (
     AliasNotFound,
     ModelWatch,
@@ -327,3 +328,54 @@ def test_force_promotes_without_evidence_and_is_recorded_as_forced(
     assert resolve(better).ref.version == "2"
     (row,) = query(open_history(better.history.url), "retraining")
     assert row["decision"] == "forced"
+
+
+def _outperforms(status: str = "firing") -> AlertRecord:
+    return AlertRecord(
+        fingerprint="f-challenger",
+        status=status,
+        starts_at="2026-12-01T00:00:00Z",
+        ends_at=None,
+        labels={
+            "alertname": "ChurnChallengerOutperforms",
+            "alert_type": "MODEL_COMPARISON",
+            "severity": "info",
+            "model": "churn-model",
+        },
+        annotations={},
+        receiver="churn-webhook",
+    )
+
+
+def test_the_alert_starts_the_guarded_promotion_when_retraining_is_on(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """The loop's path: a firing ChurnChallengerOutperforms promotes only on evidence,
+    and both decisions are recorded (no training runs: the runner must not be called)."""
+    config = _config(copy_store(stores["better"], tmp_path / "store"), enabled=True)
+    history = open_history(config.history.url)
+
+    def never_run(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("a promotion must not start a training")
+
+    trigger = RetrainingTrigger(config, history, runner=never_run)  # type: ignore[arg-type]
+    assert trigger.consider([_outperforms("resolved")]) == "not_triggered"
+
+    # Too few paired rows: refused, recorded, the alias stays.
+    shadow_traffic(config, 100, seed=8)
+    assert trigger.consider([_outperforms()]) == "promotion_started"
+    trigger.wait(120)
+    (refused,) = query(history, "retraining")
+    assert refused["decision"] == "refused"
+    assert "min_paired_rows" in refused["detail"]
+    assert resolve(config).ref.version == "1"
+
+    # With the evidence: promoted, recorded with both versions.
+    shadow_traffic(config, 600, seed=9)
+    assert trigger.consider([_outperforms()]) == "promotion_started"
+    trigger.wait(120)
+    rows = query(history, "retraining")
+    assert sorted(r["decision"] for r in rows) == ["promoted", "refused"]
+    (promoted,) = (r for r in rows if r["decision"] == "promoted")
+    assert (promoted["champion_version"], promoted["challenger_version"]) == ("1", "2")
+    assert resolve(config).ref.version == "2"
