@@ -9,6 +9,9 @@ from collections.abc import Callable
 import pytest
 from hypothesis import settings
 
+# PostgreSQL for the storage tests: `backend` runs a test on SQLite and on PostgreSQL.
+from .pg_fixtures import backend, postgres_server  # noqa: F401
+
 # Property tests draw the same examples on every run (derandomize): a statistical
 # bound that a rare random draw breaks fails for everyone or for no one, never in CI
 # alone. No example database either, so a clean clone and a laptop behave alike.

@@ -16,6 +16,7 @@ from exporter.loop.receiver import AlertReceiver
 from exporter.loop.retraining import RetrainingTrigger
 from exporter.model.registry import AliasNotFound, load_champion, resolve
 
+from .pg_fixtures import Backend
 from .test_performance_monitoring import log_window, make_config
 
 
@@ -69,8 +70,9 @@ def test_malformed_notifications_name_the_field(body, field: str) -> None:
         parse_notification(body)
 
 
-def test_receiver_is_idempotent_and_keeps_firing_and_resolved(tmp_path: Path) -> None:
-    engine = open_history(f"sqlite:///{tmp_path}/h.db")
+def test_receiver_is_idempotent_and_keeps_firing_and_resolved(backend: Backend) -> None:
+    """On SQLite and on PostgreSQL (the `backend` fixture)."""
+    engine = open_history(backend.url("history"))
     receiver = AlertReceiver(engine, clock=lambda: 1000.0)
     firing = json.dumps(notification()).encode()
     assert receiver.handle(firing) == (200, {"alerts": 1, "new": 1})

@@ -1,11 +1,12 @@
 """Streaming mode: the incremental reader of the prediction log and the streaming job,
-on a real SQLite log, against the full run's window and statistics."""
+on a real SQLite log, against the full run's window and statistics. The reader's tests
+and the streaming job's main ones also run on PostgreSQL (`both_setup`)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from exporter.stats.decision import DatasetDrift, assess
 from exporter.stats.performance import realized_metrics
 from exporter.stats.snapshots import DriftSnapshot
 
+from .pg_fixtures import Backend
+
 THRESHOLD = 0.4
 
 
@@ -53,7 +56,7 @@ class FixedModel:
 
 
 class Log:
-    """A real SQLite prediction log the tests append synthetic predictions to."""
+    """A real prediction log the tests append synthetic predictions to."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -100,11 +103,9 @@ class Log:
         return labels
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[MonitoringConfig, Log]:
+def _setup(tmp_path: Path, url: str) -> tuple[MonitoringConfig, Log]:
     reference = tmp_path / "reference.parquet"
     synthetic.generate_customers(1500, seed=99).to_parquet(reference)
-    url = f"sqlite:///{tmp_path / 'predictions.db'}"
     config = parse_config(
         {
             "data": {
@@ -115,6 +116,20 @@ def setup(tmp_path: Path) -> tuple[MonitoringConfig, Log]:
         }
     )
     return config, Log(url)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[MonitoringConfig, Log]:
+    """A SQLite log."""
+    return _setup(tmp_path, f"sqlite:///{tmp_path / 'predictions.db'}")
+
+
+@pytest.fixture
+def both_setup(tmp_path: Path, backend: Backend) -> Iterator[tuple[MonitoringConfig, Log]]:
+    """A SQLite log, then a PostgreSQL one (the `backend` fixture)."""
+    config, log = _setup(tmp_path, backend.url("predictions"))
+    yield config, log
+    log.engine.dispose()
 
 
 def stream_job(config: MonitoringConfig) -> StreamJob:
@@ -162,8 +177,8 @@ def assert_same_drift(got: DatasetDrift, want: DatasetDrift) -> None:
 # ------------------------------------------------------------------------ the reader
 
 
-def test_reader_returns_only_new_rows_and_labels(setup) -> None:
-    config, log = setup
+def test_reader_returns_only_new_rows_and_labels(both_setup) -> None:
+    config, log = both_setup
     source = config.data.current
     first = log.predict(50)
     start = read_window(log.engine, source, time.time())
@@ -194,8 +209,8 @@ def test_reader_returns_only_new_rows_and_labels(setup) -> None:
     assert chunk.row_key == 65
 
 
-def test_reader_rebuild_is_the_full_runs_window(setup) -> None:
-    config, log = setup
+def test_reader_rebuild_is_the_full_runs_window(both_setup) -> None:
+    config, log = both_setup
     log.predict(100, ts=time.time() - 2 * 3600)  # older than window_hours
     log.predict(500)  # more than window_rows
     current = load_current(config.data.current, time.time())
@@ -210,8 +225,8 @@ def test_reader_rebuild_is_the_full_runs_window(setup) -> None:
 # ------------------------------------------------------------------ the streaming job
 
 
-def test_stream_job_follows_the_log_and_equals_the_full_run(setup) -> None:
-    config, log = setup
+def test_stream_job_follows_the_log_and_equals_the_full_run(both_setup) -> None:
+    config, log = both_setup
     job = stream_job(config)
     snap = job.run()
     assert isinstance(snap, DriftSnapshot)
@@ -255,8 +270,8 @@ def test_labels_arrive_incrementally_and_before_their_rows_are_read(setup) -> No
     assert window.confusion.n == int(keep.sum()) == 110
 
 
-def test_restart_rebuilds_the_same_window(setup) -> None:
-    config, log = setup
+def test_restart_rebuilds_the_same_window(both_setup) -> None:
+    config, log = both_setup
     job = stream_job(config)
     for step in range(4):
         ids = log.predict(130, scenario="sudden" if step % 2 else "none")

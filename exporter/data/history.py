@@ -1,6 +1,9 @@
 """The monitoring history: what fired, what each run measured, what was done about it.
 
-SQLAlchemy Core tables in one database (SQLite by default, any SQLAlchemy URL):
+SQLAlchemy Core tables in one database, selected by URL alone: SQLite by default, or
+PostgreSQL (``postgresql+psycopg://user@host/db``); `open_history` creates the tables,
+on PostgreSQL under an advisory lock, so processes starting at once are safe
+(:func:`exporter.data.dbschema.create_schema`):
 
 * ``alerts``: one row per alert episode and status, as Alertmanager notified it
   (fingerprint, status, startsAt identify it; a redelivery or a repeat notification
@@ -23,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from exporter.data.dbschema import create_schema, xact_lock
 from exporter.data.predlog import make_engine
 from exporter.domain.metrics import METRICS
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
@@ -114,7 +118,7 @@ TABLES: dict[str, sa.Table] = {
 def open_history(url: str) -> Engine:
     """An engine on the history database with its tables created (idempotent)."""
     engine = make_engine(url)
-    metadata.create_all(engine)
+    create_schema(engine, metadata)
     return engine
 
 
@@ -182,11 +186,14 @@ def parse_notification(payload: Any) -> list[AlertRecord]:
 def record_alerts(engine: Engine, records: Sequence[AlertRecord], now: float) -> int:
     """Store the alerts; a redelivered episode updates its row. Return new rows.
 
-    Not safe for two writers at once on the same episode (the unique constraint then
-    rejects the second insert): the exporter's receiver serialises its calls.
+    On PostgreSQL the transaction holds an advisory lock, so several processes may
+    record at once. On SQLite two writers at once on the same episode are not safe (the
+    unique constraint then rejects the second insert): the exporter's receiver
+    serialises its calls.
     """
     added = 0
     with engine.begin() as conn:
+        xact_lock(conn, "history:alerts")
         for r in records:
             key = (
                 (alerts.c.fingerprint == r.fingerprint)

@@ -4,16 +4,19 @@ The streaming monitor (:mod:`exporter.monitor.stream_job`) keeps its window in m
 and asks only for what is new. Both tables are followed by an increasing key:
 
 * ``feedback`` by its integer autoincrement ``id``;
-* ``predictions`` by SQLite's implicit ``rowid`` (its ``id`` is a random uuid, and ``ts``
-  is the API's clock, not a key). In an append-only table whose old rows are deleted
-  only by retention, a new row's rowid is above every rowid committed before it, and
-  SQLite serialises writers, so "rowid above the last one seen" is exactly "logged since
-  the last look". :func:`_rowid` is the one place that relies on it; PostgreSQL has
-  no rowid and will need a serial column (issue 20).
+* ``predictions`` by an increasing key (its ``id`` is a random uuid, and ``ts`` is the
+  API's clock, not a key): SQLite's implicit ``rowid``, and on PostgreSQL, which has no
+  rowid, the identity column ``seq`` that :func:`exporter.data.predlog.create_tables`
+  gives the table there. In an append-only table whose old rows are deleted only by
+  retention, a new row's key is above every key committed before it, and the writers
+  are serialised (SQLite does it; on PostgreSQL every writer of the log takes the
+  append lock of :mod:`exporter.data.dbschema` first, so keys are drawn and committed
+  in one order), so "key above the last one seen" is exactly "logged since the last
+  look". :func:`_row_key` is the one place that chooses the key.
 
 :func:`read_window` rebuilds the window (first run, restart, new model): the newest
 ``window_rows`` rows logged in the last ``window_hours`` (the query of
-:func:`exporter.data.sources.load_current`, up to a rowid read first so that nothing
+:func:`exporter.data.sources.load_current`, up to a key read first so that nothing
 is read twice or missed), with the labels of those rows. :func:`read_since` reads the
 rows and labels above the last keys, oldest first.
 
@@ -35,7 +38,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from exporter.config import CurrentSourceConfig
+from exporter.data.dburl import safe_url
 from exporter.data.loader import DataSchemaError, normalize_frame
+from exporter.data.predlog import SEQUENCE_COLUMN
 from exporter.data.sources import SCORE, SourceError, _reason
 from exporter.domain import schema
 
@@ -74,28 +79,34 @@ class LogRead:
 
     rows: LogRows
     labels: LogLabels
-    #: The last predictions rowid and feedback id covered by this read (0: none yet).
+    #: The last predictions key and feedback id covered by this read (0: none yet).
     row_key: int
     label_key: int
 
 
-def _rowid(table: sa.TableClause) -> sa.ColumnClause[int]:
-    """The key the predictions table is followed by: SQLite's implicit rowid (module
-    notes). The one place that relies on it; PostgreSQL needs a serial column here."""
-    return sa.literal_column(f"{table.name}.rowid", sa.Integer())
+def _row_key(table: sa.TableClause, dialect: sa.Dialect) -> sa.ColumnElement[int]:
+    """The key the predictions table is followed by (module notes): SQLite's implicit
+    rowid, else the identity column `predlog.SEQUENCE_COLUMN` (PostgreSQL)."""
+    name = "rowid" if dialect.name == "sqlite" else SEQUENCE_COLUMN
+    quoted = dialect.identifier_preparer.quote(table.name)
+    return sa.literal_column(f"{quoted}.{name}", sa.BigInteger())
 
 
 def _position(conn: Connection, table: str) -> int:
     """The newest key of `table` (0 when empty)."""
     t = sa.table(table)
-    newest = conn.execute(sa.select(sa.func.max(_rowid(t))).select_from(t)).scalar()
-    return int(newest or 0)
+    newest = conn.execute(sa.select(sa.func.max(_row_key(t, conn.dialect))).select_from(t))
+    return int(newest.scalar() or 0)
 
 
-def _row_query(table: str) -> tuple[sa.TableClause, sa.Select[Any]]:
+def _row_query(
+    table: str, dialect: sa.Dialect
+) -> tuple[sa.TableClause, sa.ColumnElement[int], sa.Select[Any]]:
+    """The table, its key and the query of the key and the columns the window needs."""
     columns = ["id", "ts", SCORE, *schema.FEATURES]
     t = sa.table(table, *(sa.column(c) for c in columns))
-    return t, sa.select(_rowid(t).label(_KEY), *(t.c[c] for c in columns))
+    key = _row_key(t, dialect)
+    return t, key, sa.select(key.label(_KEY), *(t.c[c] for c in columns))
 
 
 def _rows(raw: pd.DataFrame, where: str) -> LogRows:
@@ -126,14 +137,14 @@ def read_window(engine: Engine, source: CurrentSourceConfig, now: float) -> LogR
     """The current window read whole (first run, restart): the newest
     ``source.window_rows`` rows with ``ts >= now - window_hours * 3600``, oldest first,
     and every label of those rows (feedback ids up to the newest one)."""
-    where = f"{source.url} table {source.table}"
+    where = f"{safe_url(source.url)} table {source.table}"
     try:
         with engine.connect() as conn:
             row_key = _position(conn, source.table)
             fb = _feedback()
             label_key = int(conn.execute(sa.select(sa.func.max(fb.c.id))).scalar() or 0)
-            t, query = _row_query(source.table)
-            query = query.where(_rowid(t) <= row_key)
+            t, key, query = _row_query(source.table, engine.dialect)
+            query = query.where(key <= row_key)
             if source.window_hours is not None:
                 query = query.where(t.c.ts >= now - source.window_hours * 3600.0)
             query = query.order_by(t.c.ts.desc())
@@ -165,11 +176,11 @@ def read_since(
     label_key: int,
     limit: int | None = None,
 ) -> LogRead:
-    """The rows with a rowid above `row_key` (at most `limit`, oldest first) and the
+    """The rows with a key above `row_key` (at most `limit`, oldest first) and the
     labels with a feedback id above `label_key`, in arrival order."""
-    where = f"{source.url} table {source.table}"
-    t, query = _row_query(source.table)
-    query = query.where(_rowid(t) > row_key).order_by(_rowid(t))
+    where = f"{safe_url(source.url)} table {source.table}"
+    _t, key, query = _row_query(source.table, engine.dialect)
+    query = query.where(key > row_key).order_by(key)
     if limit is not None:
         query = query.limit(limit)
     fb = _feedback()

@@ -2,8 +2,18 @@
 
 The API appends one row per prediction and one per feedback, the exporter's push
 endpoint whole batches of another server's predictions (`append_pushed`); the exporter
-reads its current window from here. Timestamps are Unix seconds (float, UTC). Any SQLAlchemy URL
-works; SQLite files are opened in WAL mode so readers do not block the writer.
+reads its current window from here. Timestamps are Unix seconds (float, UTC). The URL
+alone selects the database: SQLite (the default; files are opened in WAL mode so readers
+do not block the writer) or PostgreSQL (``postgresql+psycopg://user@host/db``), the
+one that several API replicas on several machines can share.
+
+Indexes serve the window queries: ``predictions.ts`` (the last N hours, the last N
+rows: ``ORDER BY ts DESC LIMIT N``), ``feedback.prediction_id`` (labels joined to
+predictions) and the increasing key the incremental reader follows
+(:mod:`exporter.data.logtail`): SQLite's implicit ``rowid``, and on PostgreSQL the
+identity column `SEQUENCE_COLUMN` (``seq``), which only PostgreSQL tables have. Every
+writer of new rows takes the append lock first (:func:`exporter.data.dbschema.append_lock`,
+a no-op on SQLite), so that keys become visible in key order on both.
 
 The write helpers run one transaction each and raise `LogUnavailable` (nothing
 written) when the database cannot be reached or stays locked past the busy timeout;
@@ -25,10 +35,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from exporter.data.dbschema import (
+    SCHEMA_LOCK,
+    append_lock,
+    create_schema,
+    is_postgresql,
+    xact_lock,
+)
 from exporter.data.dburl import sqlite_file
 from exporter.domain import schema
 
@@ -97,6 +114,13 @@ ADDED_COLUMNS: tuple[str, ...] = (
 )
 if PREDICTION_COLUMNS[-len(ADDED_COLUMNS) :] != ADDED_COLUMNS:
     raise RuntimeError("the added predictions columns must end the table")
+#: PostgreSQL only: the ``predictions`` identity column (``BIGINT GENERATED ALWAYS AS
+#: IDENTITY``, unique index) the incremental reader follows, as it follows ``rowid`` on
+#: SQLite. Not a column of the `predictions` Table: written by the database alone.
+SEQUENCE_COLUMN = "seq"
+#: The advisory lock of the appends to the prediction log (both tables: a push appends
+#: rows and labels in one transaction).
+APPEND_LOCK = "predlog"
 
 #: How long a SQLite writer waits for a lock before giving up (milliseconds).
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -149,6 +173,8 @@ def make_engine(
     autocheckpoint: bool = True,
 ) -> Engine:
     """An engine for `url`; SQLite files get WAL mode, a busy timeout and their folder.
+    A plain ``postgresql://`` URL uses psycopg 3 (the installed driver), like
+    ``postgresql+psycopg://``.
 
     ``autocheckpoint=False`` stops this engine's commits from checkpointing the WAL
     into the database file themselves; the owner then calls `checkpoint` from a
@@ -167,7 +193,10 @@ def make_engine(
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, autocheckpoint))
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return sa.create_engine(parsed, pool_pre_ping=True)
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -185,34 +214,67 @@ def checkpoint(engine: Engine) -> None:
 
 def create_tables(engine: Engine) -> None:
     """Create the prediction-log tables when missing, and add the `ADDED_COLUMNS` an
-    older `predictions` table lacks (idempotent)."""
+    older `predictions` table lacks (idempotent). On PostgreSQL all of it runs in one
+    transaction under the schema lock (:func:`exporter.data.dbschema.create_schema`),
+    and `predictions` gets its `SEQUENCE_COLUMN`."""
+    if is_postgresql(engine):
+        create_schema(engine, metadata, _add_columns)
+        return
     metadata.create_all(engine)
     add_missing_columns(engine)
 
 
-def _present_columns(engine: Engine) -> set[str]:
-    with engine.connect() as conn:
-        return {c["name"] for c in sa.inspect(conn).get_columns(predictions.name)}
+def _present_columns(conn: Connection) -> set[str]:
+    return {c["name"] for c in sa.inspect(conn).get_columns(predictions.name)}
+
+
+def _add_column_ddl(dialect: sa.Dialect, name: str, type_sql: str) -> str:
+    quote = dialect.identifier_preparer.quote
+    return f"ALTER TABLE {quote(predictions.name)} ADD COLUMN {quote(name)} {type_sql}"
+
+
+def _add_columns(conn: Connection) -> list[str]:
+    """PostgreSQL: add the missing `ADDED_COLUMNS` and `SEQUENCE_COLUMN` on `conn`, whose
+    transaction holds the schema lock (so no other process adds them meanwhile). An
+    existing table gets its rows numbered in their physical order."""
+    present = _present_columns(conn)
+    added = []
+    for name in ADDED_COLUMNS:
+        if name not in present:
+            type_sql = predictions.c[name].type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(_add_column_ddl(conn.dialect, name, type_sql))
+            added.append(name)
+    if SEQUENCE_COLUMN not in present:
+        identity = "BIGINT GENERATED ALWAYS AS IDENTITY"
+        conn.exec_driver_sql(_add_column_ddl(conn.dialect, SEQUENCE_COLUMN, identity))
+        added.append(SEQUENCE_COLUMN)
+    conn.exec_driver_sql(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS ix_{predictions.name}_{SEQUENCE_COLUMN} "
+        f"ON {predictions.name} ({SEQUENCE_COLUMN})"
+    )
+    return added
 
 
 def add_missing_columns(engine: Engine) -> list[str]:
-    """``ALTER TABLE predictions ADD COLUMN`` each of `ADDED_COLUMNS` the table lacks;
-    return the names added. A column another process added meanwhile is not an error."""
+    """``ALTER TABLE predictions ADD COLUMN`` each of `ADDED_COLUMNS` the table lacks
+    (and, on PostgreSQL, `SEQUENCE_COLUMN`); return the names added. A column another
+    process added meanwhile is not an error."""
+    if is_postgresql(engine):
+        with engine.begin() as conn:
+            xact_lock(conn, SCHEMA_LOCK)
+            return _add_columns(conn)
     added = []
-    missing = [c for c in ADDED_COLUMNS if c not in _present_columns(engine)]
-    quote = engine.dialect.identifier_preparer.quote
+    with engine.connect() as conn:
+        missing = [c for c in ADDED_COLUMNS if c not in _present_columns(conn)]
     for name in missing:
-        column = predictions.c[name]
-        ddl = (
-            f"ALTER TABLE {quote(predictions.name)} ADD COLUMN {quote(name)} "
-            f"{column.type.compile(dialect=engine.dialect)}"
-        )
+        type_sql = predictions.c[name].type.compile(dialect=engine.dialect)
         try:
             with engine.begin() as conn:
-                conn.exec_driver_sql(ddl)
+                conn.exec_driver_sql(_add_column_ddl(engine.dialect, name, type_sql))
         except sa.exc.SQLAlchemyError:
-            if name in _present_columns(engine):  # added by another process
-                continue
+            with engine.connect() as conn:
+                if name in _present_columns(conn):  # added by another process
+                    continue
             raise
         added.append(name)
     return added
@@ -293,6 +355,7 @@ def log_predictions(
     params = _insert_params(order, rows)
     try:
         with engine.begin() as conn:
+            append_lock(conn, APPEND_LOCK)
             conn.exec_driver_sql(sql, params)
     except sa.exc.SQLAlchemyError as err:
         raise _unavailable(err) from err
@@ -324,6 +387,7 @@ def append_pushed(
     params = _insert_params(order, rows)
     try:
         with engine.begin() as conn:
+            append_lock(conn, APPEND_LOCK)
             for start in range(0, len(client_ids), _IDS_PER_QUERY):
                 chunk = list(client_ids[start : start + _IDS_PER_QUERY])
                 taken = conn.execute(
@@ -378,6 +442,7 @@ def record_feedback(
         raise ValueError("give exactly one of prediction_id and customer_id")
     try:
         with engine.begin() as conn:
+            append_lock(conn, APPEND_LOCK)
             if prediction_id is not None:
                 query = sa.select(predictions.c.id).where(predictions.c.id == prediction_id)
                 field, value = "prediction_id", prediction_id

@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from exporter.config import CurrentSourceConfig
+from exporter.data.dburl import safe_url
 from exporter.data.loader import DataSchemaError, normalize_frame, read_table
 from exporter.data.predlog import labelled_query, make_engine
 from exporter.domain import schema
@@ -92,6 +93,7 @@ def _load_files(source: CurrentSourceConfig) -> pd.DataFrame:
 
 
 def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
+    shown = safe_url(source.url)  # in messages: no password
     engine = make_engine(source.url)
     try:
         table = sa.Table(source.table, sa.MetaData(), autoload_with=engine)
@@ -103,13 +105,13 @@ def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
         with engine.connect() as conn:
             raw = pd.read_sql(query, conn)
     except sa.exc.NoSuchTableError:
-        raise SourceError(f"{source.url}: table {source.table!r} does not exist") from None
+        raise SourceError(f"{shown}: table {source.table!r} does not exist") from None
     except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{source.url}: {_reason(err)}") from None
+        raise SourceError(f"{shown}: {_reason(err)}") from None
     finally:
         engine.dispose()
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN}).iloc[::-1]
-    return _schema_frame(raw.reset_index(drop=True), f"{source.url} table {source.table}")
+    return _schema_frame(raw.reset_index(drop=True), f"{shown} table {source.table}")
 
 
 def load_current(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
@@ -126,6 +128,7 @@ def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) 
     its prediction is inside the window. A prediction labelled several times counts
     once, with its newest label (:func:`exporter.data.predlog.newest_labels`).
     """
+    shown = safe_url(source.url)  # in messages: no password
     engine = make_engine(source.url)
     try:
         meta = sa.MetaData()
@@ -137,13 +140,13 @@ def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) 
         with engine.connect() as conn:
             raw = pd.read_sql(query, conn)
     except sa.exc.NoSuchTableError as err:
-        raise SourceError(f"{source.url}: table {err} does not exist") from None
+        raise SourceError(f"{shown}: table {err} does not exist") from None
     except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{source.url}: {_reason(err)}") from None
+        raise SourceError(f"{shown}: {_reason(err)}") from None
     finally:
         engine.dispose()
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN})
-    return _schema_frame(raw, f"{source.url} table {source.table} with feedback")
+    return _schema_frame(raw, f"{shown} table {source.table} with feedback")
 
 
 def shadowed(frame: pd.DataFrame, champion_version: str, challenger_version: str) -> pd.DataFrame:

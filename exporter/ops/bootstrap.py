@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from exporter.config import MonitoringConfig
+from exporter.data.dburl import safe_url
 from exporter.data.history import open_history
 from exporter.data.predlog import create_tables, make_engine
 from exporter.data.synthetic import generate_customers
@@ -32,11 +33,11 @@ def setup(config: MonitoringConfig, *, skip_db: bool = False) -> Iterator[str]:
             engine = make_engine(source.url)
             create_tables(engine)
             engine.dispose()
-            yield f"prediction log {source.url}"
+            yield f"prediction log {safe_url(source.url)}"
 
         if config.history.enabled:
             open_history(config.history.url).dispose()
-            yield f"monitoring history {config.history.url}"
+            yield f"monitoring history {safe_url(config.history.url)}"
 
     reference = Path(config.data.reference_path)
     if not reference.exists():
