@@ -44,6 +44,7 @@ Every process started here is stopped by pid at the end. Not part of the tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -196,6 +197,20 @@ def samples(body: bytes, prefixes: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def listen_overflows() -> int | None:
+    """The kernel's count of connections dropped because a listen queue was full
+    (``TcpExt ListenOverflows``, Linux; None elsewhere)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            found = dict(zip(names.split(), values.split(), strict=False))
+            return int(found["ListenOverflows"]) if "ListenOverflows" in found else None
+    return None
+
+
 def stream_key(name: str) -> str:
     return f'{name}{{task="stream"}}'
 
@@ -211,7 +226,7 @@ def records(n: int, *, seed: int, scenario: str, model: str) -> list[dict[str, A
     out = []
     features = frame[list(schema.FEATURES)].to_dict("records")
     for row, score in zip(features, scores.tolist(), strict=True):
-        body = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        body = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         if body["TotalCharges"] != body["TotalCharges"]:  # NaN: blank
             body["TotalCharges"] = None
         out.append(
@@ -264,9 +279,8 @@ class Pusher(threading.Thread):
         while not self.halt.is_set():
             due = self.start_time + k * self.batch / self.rate
             delay = due - time.perf_counter()
-            if delay > 0:
-                if self.halt.wait(delay):
-                    break
+            if delay > 0 and self.halt.wait(delay):
+                break
             self.max_lag = max(self.max_lag, -delay)
             payload = self.payloads[k % len(self.payloads)]
             request = urllib.request.Request(
@@ -324,10 +338,8 @@ class StreamWatch(threading.Thread):
         self.poll()
         self.durations.clear()  # the updates before the measurement started
         while not self.halt.wait(self.interval):
-            try:
+            with contextlib.suppress(OSError):
                 self.poll()
-            except OSError:
-                pass
 
     def stop(self) -> None:
         self.halt.set()
@@ -542,10 +554,14 @@ def main(argv: list[str] | None = None) -> int:
         pusher.start()
         share = args.seconds / len(args.scrapers)
         scrapes: dict[int, list[tuple[float, float, int]]] = {}
+        overflows: dict[int, int | None] = {}
         for n in args.scrapers:
+            before = listen_overflows()
             process = start_scrapers(f"{base}/metrics", n, share, args.scrape_pause)
             scrapers.append(process)
             scrapes[n] = scraper_result(process, share + 120)
+            after = listen_overflows()
+            overflows[n] = None if before is None or after is None else after - before
         elapsed = pusher.stop()
         watch.stop()
         ingested = pusher.rows_ok()
@@ -607,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         job.run()
         rebuild = time.perf_counter() - t0
-        per_update = int(round(args.rate * args.update_seconds))
+        per_update = round(args.rate * args.update_seconds)
         updates: list[float] = []
         offset = 0
         for _ in range(args.updates):
@@ -650,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{pct(d, 0.5):.3f} s, p99 {pct(d, 0.99):.3f} s, max {max(d):.3f} s "
                 f"[target <= {TARGET_UPDATE} s each: {verdict(max(d) <= TARGET_UPDATE)}]"
             )
+            print(f"   slowest in the exporter: {', '.join(f'{x:.3f} s' for x in sorted(d)[-3:])}")
         print(
             f"   in this process, StreamJob.run, {len(updates)} updates: p50 "
             f"{pct(updates, 0.5):.3f} s, p99 {pct(updates, 0.99):.3f} s, max {max(updates):.3f} s "
@@ -685,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"   of which statistics: the full recomputation first crosses once "
                     f"{rows_needed:,} drifted rows are logged, {when - first_drift:.1f} s after "
                     f"the first; streaming: crossed on /metrics {lag:.1f} s after those rows "
-                    f"were logged [target <= {TARGET_LATENCY:g} s: {verdict(lag <= TARGET_LATENCY)}]"
+                    f"were logged "
+                    f"[target <= {TARGET_LATENCY:g} s: {verdict(lag <= TARGET_LATENCY)}]"
                 )
         for n, result in scrapes.items():
             lat = [latency for _, latency, _ in result]
@@ -699,6 +717,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"updates, {len(lat):,} scrapes: p50 {ms(pct(lat, 0.5))}, p99 {ms(p99)}, "
                 f"max {ms(max(lat))}, non-200 {bad} "
                 f"[target p99 < {ms(TARGET_SCRAPE_P99)}: {verdict(p99 < TARGET_SCRAPE_P99)}]"
+            )
+            slow = sum(1 for x in lat if x >= 0.9)
+            rest = [x for x in lat if x < 0.9]
+            print(
+                f"   {slow} of them took >= 0.9 s (p99 of the others {ms(pct(rest, 0.99))}); "
+                f"the kernel counted {overflows[n] if overflows[n] is not None else 'n/a'} "
+                f"listen-queue overflows (TcpExt ListenOverflows) meanwhile"
             )
         print(
             f"stream job failures in the exporter: "
