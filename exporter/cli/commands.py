@@ -46,6 +46,7 @@ def cmd_setup(args: argparse.Namespace, config: MonitoringConfig) -> int:
 def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.monitor.summary import format_summary
     from exporter.monitor.wiring import build_monitor, serve
+    from exporter.monitor.worker import WorkerSpec
     from exporter.web.webconfig import load_web_config
 
     config = _with_current(config, args.current)
@@ -67,7 +68,9 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
     port = config.exporter.port if args.port is None else args.port
     web = load_web_config(config.exporter.web_config_file, "exporter.web_config_file")
     monitor = build_monitor(config, interval_minutes=args.interval)
-    serve(monitor, host, port, web=web)
+    # The jobs compute in a worker process built the same way (exporter.monitor.worker).
+    worker = WorkerSpec(build_monitor, (config,), {"interval_minutes": args.interval})
+    serve(monitor, host, port, web=web, worker=worker)
     busy = [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
     if busy:
         # A job still computing would hold the interpreter at exit; reports are written

@@ -6,16 +6,22 @@ success flag, counters, logging the traceback of a failure, and publishing only 
 successful snapshot, so a failure leaves the last good values in place.
 
 The jobs themselves live beside this module: `drift_job`, `performance_job` (both
-built on `reference_job`) and `optuna_job`.
+built on `reference_job`), `comparison_job`, `optuna_job` and `stream_job`. The store
+is the server's `SnapshotStore` in one process, or in continuous mode the worker
+process's forwarding `worker.StoreProxy`; `run_job` is the same for both.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
-from exporter.monitor.store import SnapshotStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from exporter.monitor.store import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,7 @@ class Job(Protocol):
     def run(self) -> Any: ...
 
 
-def run_job(job: Job, store: SnapshotStore) -> bool:
+def run_job(job: Job, store: StoreWriter) -> bool:
     """Run `job` once, publish its snapshot on success, record its health; never raise."""
     started = time.perf_counter()
     try:
@@ -42,3 +48,27 @@ def run_job(job: Job, store: SnapshotStore) -> bool:
     store.record(job.name, ok=True, duration=duration, at=time.time(), error=None)
     log.info("job %s finished in %.2fs", job.name, duration)
     return True
+
+
+def start_scheduler(jobs: Iterable[Job], store: StoreWriter) -> BackgroundScheduler:
+    """Register `jobs` in `store` and run each with `run_job` on a started scheduler.
+
+    Each job runs once at start and then every `interval_seconds`, never two runs of
+    the same job at once (`max_instances=1`), missed runs collapsed into one
+    (`coalesce=True`).
+    """
+    scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
+    for job in jobs:
+        store.register(job.name, job.interval_seconds)
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=[job, store],
+            seconds=job.interval_seconds,
+            next_run_time=datetime.now().astimezone(),
+            id=job.name,
+            name=job.name,
+            misfire_grace_time=None,
+        )
+    scheduler.start()
+    return scheduler

@@ -2,7 +2,9 @@
 configured the alert webhook and the push endpoint (``POST /ingest``).
 
 A plain WSGI app on prometheus_client's threading server: each request gets a thread,
-and /metrics only reads the snapshot store, so a scrape never waits for a job.
+and /metrics serves the exposition cached since the store last changed
+(`CachedExposition`, plain and gzip), so a scrape never waits for a job. In continuous
+mode the jobs run in a worker process (:mod:`exporter.monitor.worker`), not here.
 """
 
 from __future__ import annotations
@@ -112,11 +114,18 @@ def _ingest(environ: dict[str, Any], start: StartResponse, ingestor: Ingestor) -
 
 
 class CachedExposition:
-    """The text exposition of the registry, rendered once per change of the store.
+    """The text exposition of the registry and its gzip, rendered once per change.
 
     Formatting some 2,000 samples costs about 10 ms of Python; the snapshots only
-    change when a job finishes, so every scrape in between gets the same bytes
-    (and their gzip), and a scrape costs well under a millisecond.
+    change when a job finishes, so every scrape in between gets the same bytes (plain
+    or gzip), and a scrape costs well under a millisecond. The rendering is keyed on
+    the store's generation, the model and `changes` (the push endpoint's counters).
+
+    In continuous mode the server's update receiver (:mod:`exporter.monitor.worker`)
+    calls :meth:`refresh` once per batch of store updates, so a scrape finds both
+    encodings ready; a scrape renders only when the key moved without a refresh (a push
+    counted, or the jobs run in-process). A render runs outside the lock scrapes read
+    under, and one at a time; `renders` counts them.
     """
 
     def __init__(
@@ -131,21 +140,39 @@ class CachedExposition:
         self.model = model
         #: Anything else the exposition depends on (the push endpoint's counters).
         self.changes = changes
-        self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._plain = b""
-        self._gzip: bytes | None = None
+        self._render_lock = threading.Lock()
+        #: (key, plain, gzip): replaced whole, so a reader never sees a mixture.
+        self._cached: tuple[tuple[Any, ...], bytes, bytes] | None = None
+        #: Renders since start (a scrape answered from the cache adds none).
+        self.renders = 0
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.store.generation, self.model(), self.changes())
+
+    def _rebuild(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes, bytes]:
+        with self._render_lock:
+            cached = self._cached
+            if cached is not None and cached[0] == key:
+                return cached  # rendered by another thread meanwhile
+            plain = generate_latest(self.registry)
+            cached = (key, plain, gzip.compress(plain))
+            self._cached = cached
+            self.renders += 1
+            return cached
+
+    def refresh(self) -> None:
+        """Render now if the store, the model or the counters changed since the last."""
+        key = self._key()
+        cached = self._cached
+        if cached is None or cached[0] != key:
+            self._rebuild(key)
 
     def render(self, gzipped: bool) -> bytes:
-        key = (self.store.generation, self.model(), self.changes())
-        with self._lock:
-            if key != self._key:
-                self._plain, self._gzip, self._key = generate_latest(self.registry), None, key
-            if not gzipped:
-                return self._plain
-            if self._gzip is None:
-                self._gzip = gzip.compress(self._plain)
-            return self._gzip
+        key = self._key()
+        cached = self._cached
+        if cached is None or cached[0] != key:
+            cached = self._rebuild(key)
+        return cached[2] if gzipped else cached[1]
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> list[bytes]:
         gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
@@ -157,13 +184,24 @@ class CachedExposition:
         return [body]
 
 
+class ExporterApp:
+    """The exporter's WSGI app (`make_app`), with the cached exposition it serves."""
+
+    def __init__(self, handler: WSGIApp, exposition: CachedExposition) -> None:
+        self._handler = handler
+        self.exposition = exposition
+
+    def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        return self._handler(environ, start)
+
+
 def make_app(
     registry: CollectorRegistry,
     store: SnapshotStore,
     receiver: AlertReceiver | None = None,
     model: Callable[[], Any] = lambda: None,
     ingest: Ingestor | None = None,
-) -> WSGIApp:
+) -> ExporterApp:
     """The WSGI app serving the exporter's endpoints (and the alert webhook and the push
     endpoint if given; the push endpoint's counters are registered in `registry`).
 
@@ -221,17 +259,21 @@ def make_app(
             return _ingest(environ, start, ingest)
         return _respond(start, "404 Not Found", b"not found\n", "text/plain; charset=utf-8")
 
-    return app
+    return ExporterApp(app, exposition)
 
 
 class _Server(ThreadingWSGIServer):
-    """prometheus_client's threading server, with TLS set up in each request's thread.
+    """prometheus_client's threading server, with TLS set up in each request's thread
+    and a listen backlog for many concurrent scrapers.
 
     Wrapping the listening socket instead would run every handshake in the accept loop,
     where one slow client would hold up all others.
     """
 
     ssl_context: ssl.SSLContext | None = None
+    #: The listen backlog: socketserver's default of 5 drops the connections of more
+    #: concurrent scrapers than that, which then wait a SYN retransmission (1 s, 3 s).
+    request_queue_size = 128
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.ssl_context is not None:

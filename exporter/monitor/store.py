@@ -3,6 +3,10 @@
 A job builds a new snapshot off to the side and swaps it in with one assignment under a
 lock, so a scrape sees either the previous snapshot or the next one, never a mixture,
 and never waits for a computation.
+
+`StoreWriter` is the part of the store the jobs' bookkeeping (`jobs.run_job`) writes
+to: in continuous mode the jobs run in a worker process and write to a forwarding
+`worker.StoreProxy`, whose updates the server applies to its `SnapshotStore`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
+
+
+class StoreWriter(Protocol):
+    """What a job's bookkeeping writes: registration, snapshots and run health."""
+
+    def register(self, job: str, interval_seconds: float) -> None: ...
+
+    def publish(self, job: str, snapshot: Any) -> None: ...
+
+    def record(
+        self, job: str, *, ok: bool, duration: float, at: float, error: str | None
+    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""Wiring: config -> jobs -> scheduler -> snapshot store -> collector -> HTTP server."""
+"""Wiring: config -> jobs -> scheduler -> snapshot store -> collector -> HTTP server.
+
+In continuous mode (`serve` with a `worker.WorkerSpec`) the jobs and their scheduler
+run in a worker process built from the same config, and their store updates are
+forwarded to this process's store (:mod:`exporter.monitor.worker`); `run --mode once`
+runs them here (`Monitor.run_once`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
 from exporter.config import MonitoringConfig
@@ -23,13 +27,14 @@ from exporter.monitor.collector import STREAMING_BUILDERS, FamilyBuilder, Snapsh
 from exporter.monitor.comparison_job import ComparisonJob
 from exporter.monitor.drift_job import DriftJob
 from exporter.monitor.ingest import make_ingestor
-from exporter.monitor.jobs import Job, run_job
+from exporter.monitor.jobs import Job, run_job, start_scheduler
 from exporter.monitor.optuna_job import OptunaJob
 from exporter.monitor.performance_job import PerformanceJob
 from exporter.monitor.reference_job import ReferenceCache
 from exporter.monitor.server import ExporterServer, make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.monitor.stream_job import StreamJob
+from exporter.monitor.worker import WorkerSpec, WorkerSupervisor
 from exporter.web.webconfig import WebConfig, require_auth
 
 log = logging.getLogger(__name__)
@@ -55,8 +60,10 @@ class Monitor:
         for job in self.jobs:
             self.store.register(job.name, job.interval_seconds)
         self.registry = CollectorRegistry()
+        # Through `self.model` at each scrape: in continuous mode `serve` points it at
+        # the model the worker process forwards.
         self.registry.register(
-            SnapshotCollector(self.store, model=self.model, builders=self.builders)
+            SnapshotCollector(self.store, model=lambda: self.model(), builders=self.builders)
         )
 
     def run_once(self) -> dict[str, bool]:
@@ -133,8 +140,15 @@ def serve(
     *,
     stop: threading.Event | None = None,
     web: WebConfig | None = None,
+    worker: WorkerSpec | None = None,
 ) -> None:
     """Serve /metrics and run the jobs on their schedules until `stop` is set.
+
+    With `worker` (what `run --mode continuous` passes), the jobs run in a worker
+    process built from it, and this process only serves (:mod:`exporter.monitor.worker`:
+    the forwarded updates, the worker's stop and its restart when it dies). Without it,
+    the jobs run on a scheduler in this process (tests, and the in-process baseline of
+    benchmarks/scrape_latency.py).
 
     Each job runs once at start and then every `interval_seconds`, never two runs of
     the same job at once (`max_instances=1`), missed runs collapsed into one
@@ -146,32 +160,33 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
 
+    for job in monitor.streams:
+        monitor.store.register(job.name, job.interval_seconds)
+    supervisor = None
+    if worker is not None:
+        supervisor = WorkerSupervisor(worker, monitor.store, fallback=monitor.model)
+        monitor.model = supervisor.model  # the collector reads the forwarded model
     ingest = make_ingestor(monitor.config, web)
     app = make_app(monitor.registry, monitor.store, monitor.receiver, monitor.model, ingest=ingest)
-    app = require_auth(app, web)
-    server = ExporterServer(app, host, port, web.ssl_context())
+    server = ExporterServer(require_auth(app, web), host, port, web.ssl_context())
     server.start()
     log.info("serving %s://%s:%d/metrics", "https" if web.tls else "http", host, server.port)
 
-    scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
-    for job in monitor.streams:
-        monitor.store.register(job.name, job.interval_seconds)
-    for job in [*monitor.jobs, *monitor.streams]:
-        scheduler.add_job(
-            run_job,
-            "interval",
-            args=[job, monitor.store],
-            seconds=job.interval_seconds,
-            next_run_time=datetime.now().astimezone(),
-            id=job.name,
-            name=job.name,
-            misfire_grace_time=None,
-        )
-    scheduler.start()
+    scheduler = None
+    if supervisor is not None:
+        supervisor.on_change = app.exposition.refresh
+        supervisor.start()
+    else:
+        scheduler = start_scheduler([*monitor.jobs, *monitor.streams], monitor.store)
     try:
         while not stop.wait(0.5):
             pass
     finally:
-        log.info("stopping: scheduler and server")
-        scheduler.shutdown(wait=False)
+        if supervisor is not None:
+            log.info("stopping: scheduler and server (monitoring worker %s)", supervisor.pid)
+            supervisor.stop()
+        else:
+            log.info("stopping: scheduler and server")
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         server.stop()

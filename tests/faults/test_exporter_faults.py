@@ -1,8 +1,9 @@
 """Faults of the exporter itself, with real processes: SIGKILL mid-job, bad input files.
 
 - SIGKILL during a drift run, held at a known point (tests/faults/hold: the process
-  stops itself inside the rename of its second report): the restarted exporter is
-  ready again, exports
+  computing the run, the exporter's monitoring worker, stops itself inside the rename
+  of its second report), of the exporter's whole process group (server and worker):
+  the restarted exporter is ready again, exports
   ``churn_exporter_job_success{task="drift"} 1``, no report on disk is half written, and
   leftover ``.drift_report_*.tmp`` files are removed by the next successful run.
 - A Parquet reference cut in half, a CSV reference with garbage bytes, and a current
@@ -20,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import signal
 import sqlite3
 import time
 from collections.abc import Callable
@@ -131,6 +133,22 @@ def process_state(pid: int) -> str | None:
     return stat[stat.rfind(")") + 2 :].split()[0]
 
 
+def stopped_in_group(pgid: int) -> int | None:
+    """The pid of a stopped (``T``) process of process group `pgid`, if any: the
+    exporter runs its jobs in a worker process of its group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] == "T":
+            return int(entry.name)
+    return None
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_sigkill_during_a_drift_run_leaves_no_half_report_and_recovers(
@@ -159,11 +177,15 @@ def test_sigkill_during_a_drift_run_leaves_no_half_report_and_recovers(
 
     try:
         exporter.start(config, current, interval=interval, env=hold, wait_ready=False)
-        pid = exporter.process.pid
-        wait_for(lambda: process_state(pid) == "T", STARTUP, "the exporter held mid-run", logs)
+        pid = exporter.process.pid  # its own session and process group (tests/support.py)
+        held = wait_for(lambda: stopped_in_group(pid), STARTUP, "the exporter held mid-run", logs)
 
-        # -- SIGKILL in the middle of the second run: its report is written, not renamed
-        assert exporter.kill() == -9
+        # -- SIGKILL of the exporter (server and worker) in the middle of the second run:
+        # its report is written, not renamed
+        os.killpg(pid, signal.SIGKILL)
+        exporter.process.popen.wait(10)
+        assert exporter.process.stop() == -9
+        wait_for(lambda: process_state(held) in (None, "Z"), DEADLINE, "the worker gone", logs)
         reports_after_kill = parse_reports(folder)
         assert len(reports_after_kill) == 1, "the first run's report is in place"
         left_by_kill = leftover_temps(folder)
