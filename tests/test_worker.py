@@ -18,6 +18,7 @@ import gzip
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import urllib.request
@@ -30,7 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.domain.model import ModelRef
-from exporter.monitor.jobs import start_scheduler
+from exporter.model.studies import StudyProgress
+from exporter.monitor.jobs import run_job, start_scheduler
 from exporter.monitor.server import ExporterServer, make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.monitor.wiring import Monitor, serve
@@ -85,6 +87,48 @@ def test_receive_applies_a_batch_then_renders_once() -> None:
     assert (health.runs, health.success, health.duration_seconds) == (1, True, 1.5)
     assert models == [model, model]
     assert changes == [1]  # one batch, one render
+
+
+class _Unpicklable:
+    """A job whose snapshot cannot cross the pipe (it holds a lock)."""
+
+    name = "unpicklable"
+    interval_seconds = 60.0
+
+    def run(self) -> object:
+        return threading.Lock()
+
+
+def test_a_snapshot_that_does_not_pickle_is_a_failed_run_not_a_lost_one() -> None:
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    proxy = StoreProxy(writer, lambda: None)
+    proxy.register("unpicklable", 60.0)
+    assert run_job(_Unpicklable(), proxy) is False  # type: ignore[arg-type]
+    writer.close()
+    store = SnapshotStore()
+    receive(reader, store, on_model=lambda _m: None, on_change=lambda: None)
+    assert store.snapshots() == {}
+    health = store.health()["unpicklable"]
+    assert (health.runs, health.success) == (1, False)
+    assert "pickle" in (health.last_error or "")
+
+
+def test_every_snapshot_kind_survives_the_pipe() -> None:
+    """Snapshots cross to the server pickled: the study progress freezes its mappings
+    in proxies, which pickle only through its own reduction."""
+    progress = StudyProgress(
+        study="churn-model",
+        direction="MAXIMIZE",
+        best_value=0.8,
+        trials={"COMPLETE": 3, "FAIL": 1},
+        best_params={"learning_rate": 0.1},
+        best_categorical={"model": "hgb"},
+        last_trial_timestamp=100.0,
+        best_trial_number=2,
+    )
+    copy = pickle.loads(pickle.dumps(progress))
+    assert copy == progress
+    assert copy.trials["FAIL"] == 1 and copy.n_trials == 4
 
 
 def test_the_worker_stops_when_the_server_closes_the_pipe_or_dies() -> None:

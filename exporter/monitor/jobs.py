@@ -34,17 +34,20 @@ class Job(Protocol):
 
 
 def run_job(job: Job, store: StoreWriter) -> bool:
-    """Run `job` once, publish its snapshot on success, record its health; never raise."""
+    """Run `job` once, publish its snapshot on success, record its health; never raise.
+
+    A snapshot that cannot be published (in the worker process: one that does not
+    pickle) is a failed run like any other, recorded with its error."""
     started = time.perf_counter()
     try:
         snapshot = job.run()
+        store.publish(job.name, snapshot)
     except Exception as err:
         duration = time.perf_counter() - started
         log.exception("job %s failed after %.2fs", job.name, duration)
         store.record(job.name, ok=False, duration=duration, at=time.time(), error=str(err))
         return False
     duration = time.perf_counter() - started
-    store.publish(job.name, snapshot)
     store.record(job.name, ok=True, duration=duration, at=time.time(), error=None)
     log.info("job %s finished in %.2fs", job.name, duration)
     return True
