@@ -19,6 +19,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import heatmap as hmb
 from grafana_foundation_sdk.builders import prometheus as pb
 from grafana_foundation_sdk.builders import stat as sb
 from grafana_foundation_sdk.builders import table as tab
@@ -26,6 +27,7 @@ from grafana_foundation_sdk.builders import timeseries as tb
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
 
 #: The datasource uid pinned in grafana/provisioning/datasources/prometheus.yml.
@@ -521,3 +523,51 @@ def table(
 
 def row(title: str) -> db.Row:
     return db.Row(title)
+
+
+def score_heatmap(
+    title: str,
+    description: str,
+    family: str,
+    selector: str,
+    *,
+    scheme: str,
+    colour: str,
+    fill: str | None = None,
+) -> hmb.Panel:
+    """A full-width heatmap of a score histogram `family` (buckets of churn probability,
+    predictions per bucket over time), filtered by `selector`."""
+    colours = (
+        hmb.HeatmapColorOptions()
+        .mode(hm.HeatmapColorMode.SCHEME)
+        .scheme(scheme)
+        .scale(hm.HeatmapColorScale.EXPONENTIAL)
+        .exponent(0.5)
+        .steps(64)
+        .reverse(False)
+    )
+    if fill is not None:
+        colours = colours.fill(fill)
+    return (
+        hmb.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(
+            query(
+                f"sum by (le) (increase({family}_bucket{{{selector}}}[$__rate_interval]))",
+                "{{le}}",
+                heatmap=True,
+            )
+        )
+        .calculate(False)
+        .y_axis(hmb.YAxisConfig().unit("percentunit").axis_placement(cm.AxisPlacement.LEFT))
+        .color(colours)
+        .thresholds(steps((None, colour)))
+        .cell_gap(1)
+        .show_value(cm.VisibilityMode.NEVER)
+        .mode(cm.TooltipDisplayMode.SINGLE)
+        .unit("short")
+        .span(12)
+        .height(9)
+    )

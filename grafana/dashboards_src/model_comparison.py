@@ -15,13 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as cb
-from grafana_foundation_sdk.builders import heatmap as hmb
 from grafana_foundation_sdk.models import common as cm
-from grafana_foundation_sdk.models import heatmap as hm
 
 from .common import (
     BLUE,
-    DATASOURCE,
     GREEN,
     GREY,
     METRIC_TITLES,
@@ -43,6 +40,7 @@ from .common import (
     query,
     reference_line,
     row,
+    score_heatmap,
     stat,
     steps,
     table,
@@ -455,37 +453,7 @@ def _models_rows(builder: Any) -> Any:
 
 
 def _score_heatmap(title: str, family: str, description: str, scheme: str) -> Any:
-    return (
-        hmb.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(
-            query(
-                f"sum by (le) (increase({family}_bucket{{{M}}}[$__rate_interval]))",
-                "{{le}}",
-                heatmap=True,
-            )
-        )
-        .calculate(False)
-        .y_axis(hmb.YAxisConfig().unit("percentunit").axis_placement(cm.AxisPlacement.LEFT))
-        .color(
-            hmb.HeatmapColorOptions()
-            .mode(hm.HeatmapColorMode.SCHEME)
-            .scheme(scheme)
-            .scale(hm.HeatmapColorScale.EXPONENTIAL)
-            .exponent(0.5)
-            .steps(64)
-            .reverse(False)
-        )
-        .thresholds(steps((None, BLUE)))
-        .cell_gap(1)
-        .show_value(cm.VisibilityMode.NEVER)
-        .mode(cm.TooltipDisplayMode.SINGLE)
-        .unit("short")
-        .span(12)
-        .height(9)
-    )
+    return score_heatmap(title, description, family, M, scheme=scheme, colour=BLUE)
 
 
 def _scores_row(builder: Any) -> Any:

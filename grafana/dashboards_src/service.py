@@ -7,11 +7,9 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge as bgb
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import heatmap as hmb
 from grafana_foundation_sdk.builders import statetimeline as stl
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
-from grafana_foundation_sdk.models import heatmap as hm
 
 from .common import (
     BLUE,
@@ -36,6 +34,7 @@ from .common import (
     query,
     reference_line,
     row,
+    score_heatmap,
     stat,
     steps,
     table,
@@ -51,49 +50,27 @@ UP_TEXT = {"0": ("DOWN", RED), "1": ("UP", GREEN)}
 STALE_INTERVALS = 3
 
 
+def _score_heatmap() -> Any:
+    return score_heatmap(
+        "Churn score distribution",
+        "How the churn probabilities the API served are distributed over time "
+        "(histogram churn_api_prediction_score, predictions per score bucket). A band "
+        "that moves up or down is prediction drift as the API sees it, long before the "
+        "exporter's next performance run.",
+        "churn_api_prediction_score",
+        M,
+        scheme="Oranges",
+        colour=ORANGE,
+        fill="dark-orange",
+    )
+
+
 def _api_rows(builder: Any) -> Any:
     latency = [
         query(f"churn_api:request_duration_seconds:{q}_5m", f"{q} {{{{route}}}}", ref=ref)
         for q, ref in (("p50", "A"), ("p95", "B"), ("p99", "C"))
     ]
-    score_heatmap = (
-        hmb.Panel()
-        .title("Churn score distribution")
-        .description(
-            "How the churn probabilities the API served are distributed over time "
-            "(histogram churn_api_prediction_score, predictions per score bucket). A band "
-            "that moves up or down is prediction drift as the API sees it, long before the "
-            "exporter's next performance run."
-        )
-        .datasource(DATASOURCE)
-        .with_target(
-            query(
-                "sum by (le) (increase(churn_api_prediction_score_bucket"
-                f"{{{M}}}[$__rate_interval]))",
-                "{{le}}",
-                heatmap=True,
-            )
-        )
-        .calculate(False)
-        .y_axis(hmb.YAxisConfig().unit("percentunit").axis_placement(cm.AxisPlacement.LEFT))
-        .color(
-            hmb.HeatmapColorOptions()
-            .mode(hm.HeatmapColorMode.SCHEME)
-            .scheme("Oranges")
-            .fill("dark-orange")
-            .scale(hm.HeatmapColorScale.EXPONENTIAL)
-            .exponent(0.5)
-            .steps(64)
-            .reverse(False)
-        )
-        .thresholds(steps((None, ORANGE)))
-        .cell_gap(1)
-        .show_value(cm.VisibilityMode.NEVER)
-        .mode(cm.TooltipDisplayMode.SINGLE)
-        .unit("short")
-        .span(12)
-        .height(9)
-    )
+    score_heatmap = _score_heatmap()
     return (
         builder.with_row(row("Prediction API"))
         .with_panel(
