@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -71,13 +70,6 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
     # The jobs compute in a worker process built the same way (exporter.monitor.worker).
     worker = WorkerSpec(build_monitor, (config,), {"interval_minutes": args.interval})
     serve(monitor, host, port, web=web, worker=worker)
-    busy = [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
-    if busy:
-        # A job still computing would hold the interpreter at exit; reports are written
-        # atomically, so abandoning it loses nothing.
-        log.info("abandoning %d running job thread(s)", len(busy))
-        logging.shutdown()
-        os._exit(0)
     return 0
 
 
