@@ -85,6 +85,12 @@ class DataDriftConfig(_Strict):
     update_seconds: Annotated[float, Field(gt=0.0, le=86400.0)] | None = None
     multivariate: MultivariateConfig = MultivariateConfig()
 
+    @property
+    def critical_threshold(self) -> float:
+        """Where the dataset drift score goes critical: ``drift_threshold ×
+        critical_multiplier``, at most 1 (a share of features)."""
+        return min(1.0, self.drift_threshold * self.critical_multiplier)
+
 
 class PerformanceThresholds(_Strict):
     min_accuracy: Probability = 0.70

@@ -83,7 +83,7 @@ class DriftJob(ReferenceJob):
         snapshot = DriftSnapshot(
             model=model,
             result=result,
-            critical_threshold=min(1.0, cfg.drift_threshold * cfg.critical_multiplier),
+            critical_threshold=cfg.critical_threshold,
             min_window_rows=cfg.min_window_rows,
             taken_at=now,
             multivariate=joint,
