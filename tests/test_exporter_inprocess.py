@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.domain.model import ModelRef
-from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.httpserver import ExporterServer
+from exporter.monitor.server import make_app
 from exporter.monitor.wiring import Monitor, serve
 
 from .support import free_port, http_get, wait_until

@@ -184,7 +184,8 @@ def test_a_real_alertmanager_posts_to_the_receiver(tmp_path: Path, require_binar
     import urllib.request
 
     from exporter.config import parse_config
-    from exporter.monitor.server import ExporterServer, make_app
+    from exporter.monitor.httpserver import ExporterServer
+    from exporter.monitor.server import make_app
     from exporter.monitor.wiring import Monitor
 
     from .alerting_fixtures import Alertmanager, HttpSink, SmtpSink

@@ -20,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import ConfigError, MonitoringConfig, parse_config
 from exporter.data import predlog
 from exporter.domain import customers, schema
+from exporter.monitor.httpserver import ExporterServer
 from exporter.monitor.ingest import make_ingestor
-from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.server import make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.web.webconfig import WebConfig, load_web_config, require_auth
 

@@ -26,7 +26,8 @@ from exporter.config import MonitoringConfig, parse_config
 from exporter.data import predlog, synthetic
 from exporter.domain import schema
 from exporter.model.registry import LoadedModel, load_champion
-from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.httpserver import ExporterServer
+from exporter.monitor.server import make_app
 from exporter.monitor.wiring import build_monitor
 from exporter.training.pipeline import train
 

@@ -18,22 +18,24 @@ import gzip
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import threading
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.domain.model import ModelRef
-from exporter.model.studies import StudyProgress
+from exporter.monitor.exposition import EMPTY, Fragment
+from exporter.monitor.httpserver import ExporterServer
 from exporter.monitor.jobs import run_job, start_scheduler
-from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.server import make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.monitor.wiring import Monitor, serve
 from exporter.monitor.worker import StoreProxy, WorkerSpec, _watch_parent, receive
@@ -70,65 +72,65 @@ def scrape_bytes(port: int, *, gzipped: bool) -> bytes:
 # --------------------------------------------------------------------------- the seam
 
 
+def score_builder(snapshot: dict[str, float]):
+    family = GaugeMetricFamily("churn_test_score", "A score.")
+    family.add_metric([], snapshot["score"])
+    yield family
+
+
 def test_receive_applies_a_batch_then_renders_once() -> None:
     reader, writer = multiprocessing.Pipe(duplex=False)
     model = ModelRef("churn-model", "4", "run-4")
-    proxy = StoreProxy(writer, lambda: model)
+    proxy = StoreProxy(writer, lambda: model, {"drift": score_builder})
     proxy.register("drift", 60.0)
+    proxy.register("optuna", 60.0)
     proxy.publish("drift", {"score": 0.5})
+    proxy.publish("optuna", {"score": 0.7})  # no builder: published, but nothing to show
     proxy.record("drift", ok=True, duration=1.5, at=100.0, error=None)
-    writer.close()  # the worker is gone after its three updates
+    writer.close()  # the worker is gone after its updates
     store = SnapshotStore()
     models: list[Any] = []
     changes: list[int] = []
     receive(reader, store, on_model=models.append, on_change=lambda: changes.append(1))
-    assert store.snapshots() == {"drift": {"score": 0.5}}
+    # the snapshot crossed rendered: its families as text and as a deflate stream
+    drift = store.snapshots()["drift"]
+    assert isinstance(drift, Fragment)
+    assert samples(drift.plain.decode()) == {("churn_test_score", ()): 0.5}
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(drift.deflated) == drift.plain
+    assert store.snapshots()["optuna"] == EMPTY
     health = store.health()["drift"]
     assert (health.runs, health.success, health.duration_seconds) == (1, True, 1.5)
-    assert models == [model, model]
+    assert models == [model, model, model]
     assert changes == [1]  # one batch, one render
 
 
-class _Unpicklable:
-    """A job whose snapshot cannot cross the pipe (it holds a lock)."""
+def _no_families(snapshot: object):
+    raise TypeError(f"cannot show {snapshot!r}")
+    yield  # a generator, as every builder
 
-    name = "unpicklable"
+
+class _Unshowable:
+    """A job whose snapshot its builder cannot render."""
+
+    name = "unshowable"
     interval_seconds = 60.0
 
     def run(self) -> object:
         return threading.Lock()
 
 
-def test_a_snapshot_that_does_not_pickle_is_a_failed_run_not_a_lost_one() -> None:
+def test_a_snapshot_that_does_not_render_is_a_failed_run_not_a_lost_one() -> None:
     reader, writer = multiprocessing.Pipe(duplex=False)
-    proxy = StoreProxy(writer, lambda: None)
-    proxy.register("unpicklable", 60.0)
-    assert run_job(_Unpicklable(), proxy) is False  # type: ignore[arg-type]
+    proxy = StoreProxy(writer, lambda: None, {"unshowable": _no_families})
+    proxy.register("unshowable", 60.0)
+    assert run_job(_Unshowable(), proxy) is False  # type: ignore[arg-type]
     writer.close()
     store = SnapshotStore()
     receive(reader, store, on_model=lambda _m: None, on_change=lambda: None)
     assert store.snapshots() == {}
-    health = store.health()["unpicklable"]
+    health = store.health()["unshowable"]
     assert (health.runs, health.success) == (1, False)
-    assert "pickle" in (health.last_error or "")
-
-
-def test_every_snapshot_kind_survives_the_pipe() -> None:
-    """Snapshots cross to the server pickled: the study progress freezes its mappings
-    in proxies, which pickle only through its own reduction."""
-    progress = StudyProgress(
-        study="churn-model",
-        direction="MAXIMIZE",
-        best_value=0.8,
-        trials={"COMPLETE": 3, "FAIL": 1},
-        best_params={"learning_rate": 0.1},
-        best_categorical={"model": "hgb"},
-        last_trial_timestamp=100.0,
-        best_trial_number=2,
-    )
-    copy = pickle.loads(pickle.dumps(progress))
-    assert copy == progress
-    assert copy.trials["FAIL"] == 1 and copy.n_trials == 4
+    assert "cannot show" in (health.last_error or "")
 
 
 def test_the_worker_stops_when_the_server_closes_the_pipe_or_dies() -> None:
@@ -163,7 +165,7 @@ def forwarded_exporter():
     receiver.start()
     server = ExporterServer(app, "127.0.0.1", 0)
     server.start()
-    scheduler = start_scheduler([job], StoreProxy(writer, lambda: model))
+    scheduler = start_scheduler([job], StoreProxy(writer, lambda: model, {"gated": gated_builder}))
     try:
         yield job, server.port, app.exposition, store
     finally:
@@ -218,8 +220,6 @@ class PidJob:
 
 
 def pid_builder(pid: int):
-    from prometheus_client.core import GaugeMetricFamily
-
     family = GaugeMetricFamily("churn_test_worker_pid", "The worker's pid.")
     family.add_metric([], pid)
     yield family
@@ -231,6 +231,7 @@ def build_pid_monitor() -> Monitor:
         config=parse_config({}),
         jobs=[PidJob()],
         model=lambda: ModelRef("churn-model", "7", "run-7"),
+        builders={"pid": pid_builder},
     )
 
 

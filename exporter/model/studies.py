@@ -60,23 +60,6 @@ class StudyProgress:
         for name in ("trials", "best_params", "best_categorical"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickle as plain dicts (a mapping proxy does not pickle): the exporter's
-        worker process sends snapshots to the server."""
-        return (
-            StudyProgress,
-            (
-                self.study,
-                self.direction,
-                self.best_value,
-                dict(self.trials),
-                dict(self.best_params),
-                dict(self.best_categorical),
-                self.last_trial_timestamp,
-                self.best_trial_number,
-            ),
-        )
-
     @property
     def n_trials(self) -> int:
         return sum(self.trials.values())

@@ -19,6 +19,7 @@ from exporter import __version__
 from exporter.domain.metrics import METRICS
 from exporter.domain.model import ModelRef
 from exporter.model.studies import StudyProgress
+from exporter.monitor.exposition import Fragment
 from exporter.monitor.store import JobHealth, SnapshotStore
 from exporter.stats.multivariate import MultivariateDrift
 from exporter.stats.snapshots import ComparisonSnapshot, DriftSnapshot, PerformanceSnapshot
@@ -481,5 +482,6 @@ class SnapshotCollector(Collector):
             yield from model_families(model)
         for job, snapshot in sorted(self.store.snapshots().items()):
             builder = self.builders.get(job)
-            if builder is not None:
+            # a Fragment came rendered from the worker: the exposition joins it as is
+            if builder is not None and not isinstance(snapshot, Fragment):
                 yield from builder(snapshot)

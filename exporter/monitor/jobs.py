@@ -36,8 +36,8 @@ class Job(Protocol):
 def run_job(job: Job, store: StoreWriter) -> bool:
     """Run `job` once, publish its snapshot on success, record its health; never raise.
 
-    A snapshot that cannot be published (in the worker process: one that does not
-    pickle) is a failed run like any other, recorded with its error."""
+    A snapshot that cannot be published (in the worker process: one whose families do
+    not render) is a failed run like any other, recorded with its error."""
     started = time.perf_counter()
     try:
         snapshot = job.run()

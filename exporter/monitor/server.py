@@ -1,29 +1,27 @@
-"""The exporter's HTTP server: /metrics, /healthz, /ready, a landing page, and when
+"""The exporter's HTTP endpoints: /metrics, /healthz, /ready, a landing page, and when
 configured the alert webhook and the push endpoint (``POST /ingest``).
 
-A plain WSGI app on prometheus_client's threading server: each request gets a thread,
-and /metrics serves the exposition cached since the store last changed
-(`CachedExposition`, plain and gzip), so a scrape never waits for a job. In continuous
-mode the jobs run in a worker process (:mod:`exporter.monitor.worker`), not here.
+A plain WSGI app, served by :mod:`exporter.monitor.httpserver`. /metrics serves the
+exposition cached since the store last changed (`CachedExposition`, plain and gzip), so
+a scrape never waits for a job. In continuous mode the jobs run in a worker process
+(:mod:`exporter.monitor.worker`), not here.
 """
 
 from __future__ import annotations
 
-import gzip
 import html
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from urllib.parse import parse_qs
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from exporter import __version__
 from exporter.loop.receiver import MAX_BODY_BYTES, AlertReceiver
+from exporter.monitor.exposition import Fragment, compose, restrict
 from exporter.monitor.ingest import Ingestor
 from exporter.monitor.store import SnapshotStore
 
@@ -31,11 +29,6 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every few seconds would flood the log; access logging stays off."""
 
 
 def _respond(start: StartResponse, status: str, body: bytes, ctype: str) -> list[bytes]:
@@ -114,11 +107,14 @@ def _ingest(environ: dict[str, Any], start: StartResponse, ingestor: Ingestor) -
 
 
 class CachedExposition:
-    """The text exposition of the registry and its gzip, rendered once per change.
+    """The text exposition and its gzip, joined once per change.
 
-    Formatting some 2,000 samples costs about 10 ms of Python; the snapshots only
-    change when a job finishes, so every scrape in between gets the same bytes (plain
-    or gzip), and a scrape costs well under a millisecond. The rendering is keyed on
+    Two kinds of parts (:mod:`exporter.monitor.exposition`): the registry's families,
+    rendered here (build, job health, model, the push endpoint's counters, and in
+    process the jobs' snapshots), and the `Fragment` each job published from the
+    monitoring worker, rendered and deflated there. Formatting some 2,000 samples costs
+    about 10 ms of Python, so every scrape between two changes gets the same bytes
+    (plain or gzip), and a scrape costs well under a millisecond. The cache is keyed on
     the store's generation, the model and `changes` (the push endpoint's counters).
 
     In continuous mode the server's update receiver (:mod:`exporter.monitor.worker`)
@@ -154,8 +150,13 @@ class CachedExposition:
             cached = self._cached
             if cached is not None and cached[0] == key:
                 return cached  # rendered by another thread meanwhile
-            plain = generate_latest(self.registry)
-            cached = (key, plain, gzip.compress(plain))
+            fragments = [
+                snapshot
+                for _, snapshot in sorted(self.store.snapshots().items())
+                if isinstance(snapshot, Fragment)
+            ]
+            plain, gzipped = compose([Fragment.render(self.registry.collect()), *fragments])
+            cached = (key, plain, gzipped)
             self._cached = cached
             self.renders += 1
             return cached
@@ -175,6 +176,10 @@ class CachedExposition:
         return cached[2] if gzipped else cached[1]
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> list[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if "name[]" in query:
+            body = restrict(self.render(False), query["name[]"])
+            return _respond(start, "200 OK", body, CONTENT_TYPE_LATEST)
         gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
         body = self.render(gzipped)
         headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
@@ -205,10 +210,8 @@ def make_app(
     """The WSGI app serving the exporter's endpoints (and the alert webhook and the push
     endpoint if given; the push endpoint's counters are registered in `registry`).
 
-    `/metrics` serves the cached text exposition; a query (``name[]`` filters) goes
-    through prometheus_client's own app.
+    `/metrics` serves the cached text exposition; ``name[]`` queries filter it.
     """
-    metrics_app = make_wsgi_app(registry)
     if ingest is not None:
         registry.register(ingest)
 
@@ -236,8 +239,6 @@ def make_app(
     def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            if environ.get("QUERY_STRING"):
-                return metrics_app(environ, start)
             return exposition(environ, start)
         if path == "/healthz":
             return _respond(start, "200 OK", b"ok\n", "text/plain; charset=utf-8")
@@ -260,50 +261,3 @@ def make_app(
         return _respond(start, "404 Not Found", b"not found\n", "text/plain; charset=utf-8")
 
     return ExporterApp(app, exposition)
-
-
-class _Server(ThreadingWSGIServer):
-    """prometheus_client's threading server, with TLS set up in each request's thread
-    and a listen backlog for many concurrent scrapers.
-
-    Wrapping the listening socket instead would run every handshake in the accept loop,
-    where one slow client would hold up all others.
-    """
-
-    ssl_context: ssl.SSLContext | None = None
-    #: The listen backlog: socketserver's default of 5 drops the connections of more
-    #: concurrent scrapers than that, which then wait a SYN retransmission (1 s, 3 s).
-    request_queue_size = 128
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is not None:
-            request.settimeout(10)
-            try:
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError) as err:
-                log.debug("TLS handshake with %s failed: %s", client_address, err)
-                return
-        super().finish_request(request, client_address)
-
-
-class ExporterServer:
-    """The HTTP server in a background thread; `port` is the bound port (0 picks one)."""
-
-    def __init__(
-        self, app: WSGIApp, host: str, port: int, ssl_context: ssl.SSLContext | None = None
-    ) -> None:
-        self.httpd = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
-        self.httpd.ssl_context = ssl_context
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_port
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="exporter-http", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)

@@ -31,7 +31,8 @@ from exporter.monitor.jobs import Job, run_job, start_scheduler
 from exporter.monitor.optuna_job import OptunaJob
 from exporter.monitor.performance_job import PerformanceJob
 from exporter.monitor.reference_job import ReferenceCache
-from exporter.monitor.server import ExporterServer, make_app
+from exporter.monitor.httpserver import ExporterServer
+from exporter.monitor.server import make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.monitor.stream_job import StreamJob
 from exporter.monitor.worker import WorkerSpec, WorkerSupervisor
@@ -168,7 +169,7 @@ def serve(
         monitor.model = supervisor.model  # the collector reads the forwarded model
     ingest = make_ingestor(monitor.config, web)
     app = make_app(monitor.registry, monitor.store, monitor.receiver, monitor.model, ingest=ingest)
-    server = ExporterServer(require_auth(app, web), host, port, web.ssl_context())
+    server = ExporterServer(require_auth(app, web), host, port, web.ssl_context(), web)
     server.start()
     log.info("serving %s://%s:%d/metrics", "https" if web.tls else "http", host, server.port)
 

@@ -13,11 +13,13 @@ How
     (`WorkerSpec`: ``build_monitor`` and its arguments) and runs its jobs on an
     APScheduler scheduler with `jobs.run_job`, unchanged. The store they write to is a
     `StoreProxy`: each ``register``, ``publish`` and ``record`` is sent down a pipe,
-    ``publish`` and ``record`` with the model the worker's jobs resolved. In the server
-    one receiver thread applies them to the real `SnapshotStore`, keeps the forwarded
-    model (`WorkerSupervisor.model`, what ``churn_model_info`` and the collector show)
-    and, once per batch of updates, re-renders the cached exposition and its gzip
-    (`server.CachedExposition.refresh`); a scrape only copies bytes out.
+    ``publish`` and ``record`` with the model the worker's jobs resolved. A snapshot
+    crosses rendered: its families as exposition text and deflate stream
+    (:mod:`exporter.monitor.exposition`), formatted and compressed here, in the worker.
+    In the server one receiver thread applies the updates to the real `SnapshotStore`,
+    keeps the forwarded model (`WorkerSupervisor.model`, what ``churn_model_info``
+    shows) and, once per batch of updates, joins the server's own small part with the
+    jobs' fragments (`server.CachedExposition.refresh`); a scrape only copies bytes out.
 
     The server keeps the HTTP server, the collector, the alert webhook and retraining
     trigger, and the push endpoint (``POST /ingest`` appends to the prediction log; the
@@ -53,6 +55,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
+from exporter.monitor.collector import BUILDERS, FamilyBuilder
+from exporter.monitor.exposition import EMPTY, Fragment
 from exporter.monitor.jobs import start_scheduler
 from exporter.monitor.store import SnapshotStore
 
@@ -88,13 +92,21 @@ class WorkerSpec:
 class StoreProxy:
     """The store the worker's jobs write to: every call is sent to the server.
 
-    Implements `store.StoreWriter` (what `jobs.run_job` calls). Thread-safe: the
-    scheduler's threads send whole messages one at a time.
+    Implements `store.StoreWriter` (what `jobs.run_job` calls). A published snapshot
+    crosses rendered: its families (`builders`, by job) as an exposition `Fragment`,
+    which the server joins into /metrics as is (a job without a builder: an empty
+    one). Thread-safe: the scheduler's threads send whole messages one at a time.
     """
 
-    def __init__(self, conn: Connection, model: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        model: Callable[[], Any],
+        builders: Mapping[str, FamilyBuilder] = BUILDERS,
+    ) -> None:
         self._conn = conn
         self._model = model
+        self._builders = builders
         self._lock = threading.Lock()
 
     def _send(self, message: tuple[Any, ...]) -> None:
@@ -105,7 +117,9 @@ class StoreProxy:
         self._send(("register", job, interval_seconds))
 
     def publish(self, job: str, snapshot: Any) -> None:
-        self._send(("publish", job, snapshot, self._model()))
+        builder = self._builders.get(job)
+        fragment = EMPTY if builder is None else Fragment.render(builder(snapshot))
+        self._send(("publish", job, fragment, self._model()))
 
     def record(self, job: str, *, ok: bool, duration: float, at: float, error: str | None) -> None:
         self._send(("record", job, ok, duration, at, error, self._model()))
@@ -119,8 +133,8 @@ def apply(store: SnapshotStore, message: tuple[Any, ...]) -> tuple[bool, Any]:
         store.register(job, interval)
         return False, None
     if kind == "publish":
-        _, job, snapshot, model = message
-        store.publish(job, snapshot)
+        _, job, fragment, model = message
+        store.publish(job, fragment)
         return True, model
     if kind == "record":
         _, job, ok, duration, at, error, model = message
@@ -218,7 +232,7 @@ def worker_main(
         target=_watch_parent, args=(control, parent, stop), name="worker-parent", daemon=True
     ).start()
     monitor = spec.build(*spec.args, **dict(spec.kwargs))
-    proxy = StoreProxy(updates, monitor.model)
+    proxy = StoreProxy(updates, monitor.model, monitor.builders or BUILDERS)
     scheduler = start_scheduler([*monitor.jobs, *monitor.streams], proxy)
     log.info("monitoring worker %d running %d job(s)", os.getpid(), len(scheduler.get_jobs()))
     stop.wait()
