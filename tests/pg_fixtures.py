@@ -236,3 +236,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield chosen
     finally:
         chosen.drop()
+
+
+def postgres_bindir() -> Path | None:
+    """The folder of initdb and pg_ctl (None when PostgreSQL is not installed), for
+    callers outside pytest such as benchmarks/."""
+    return _bindir()
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[PostgresServer]:
+    """A server outside pytest (benchmarks/): started as `postgres_server` starts it,
+    stopped by pid on exit. Check `postgres_bindir` first: without PostgreSQL this
+    raises pytest's skip."""
+    yield from _start_server()

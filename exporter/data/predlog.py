@@ -498,17 +498,22 @@ def labelled_query(
     *,
     predictions_table: sa.Table = predictions,
     feedback_table: sa.Table = feedback,
+    columns: Sequence[str] | None = None,
 ) -> sa.Select[Any]:
     """Predictions that received feedback, oldest first, each with its newest label
     (:func:`newest_labels`): the `predictions` columns plus ``actual`` and
     ``feedback_ts``. `since` keeps predictions made at or after it (``ts``, Unix seconds).
+    `columns` selects only those `predictions` columns, then ``actual`` alone.
     """
     label = newest_labels(feedback_table)
     preds = predictions_table
+    selected = (
+        [preds, label.c.actual, label.c.feedback_ts]
+        if columns is None
+        else [*(preds.c[name] for name in columns), label.c.actual]
+    )
     query = (
-        sa.select(preds, label.c.actual, label.c.feedback_ts)
-        .join(label, label.c.prediction_id == preds.c.id)
-        .order_by(preds.c.ts)
+        sa.select(*selected).join(label, label.c.prediction_id == preds.c.id).order_by(preds.c.ts)
     )
     if since is not None:
         query = query.where(preds.c.ts >= since)

@@ -3,16 +3,55 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from exporter.config import MonitoringConfig
 from exporter.data import history
 from exporter.data.sources import load_current
+from exporter.data.window_query import CategoryColumn, WindowColumns, read_window_columns
 from exporter.monitor.reference_job import ReferenceCache, ReferenceJob
 from exporter.monitor.reports import drift_report
 from exporter.stats import drift, multivariate
-from exporter.stats.decision import assess
+from exporter.stats.decision import DatasetDrift, Rule, assess, assess_stats
 from exporter.stats.snapshots import DriftSnapshot
+
+
+def bin_counts(profile: drift.CategoricalProfile, column: CategoryColumn) -> np.ndarray:
+    """A window column's counts per bin of `profile`: its categories, then unseen."""
+    known = np.array([column.counts.get(c, 0) for c in profile.categories], dtype=np.int64)
+    return np.append(known, sum(column.counts.values()) - known.sum())
+
+
+def assess_window(
+    profile: drift.ReferenceProfile,
+    window: WindowColumns,
+    *,
+    rules: Mapping[str, Rule] | None,
+    drift_threshold: float,
+    min_window_rows: int,
+) -> DatasetDrift:
+    """:func:`~exporter.stats.decision.assess` of a window read by the database path:
+    numeric statistics from its arrays, categorical ones from its counts."""
+    numeric = {n: drift.numeric_stats(p, window.numeric[n]) for n, p in profile.numeric.items()}
+    categorical = {
+        n: drift.categorical_stats_from_counts(
+            c, bin_counts(c, window.categorical[n]), window.categorical[n].n_missing
+        )
+        for n, c in profile.categorical.items()
+    }
+    return assess_stats(
+        profile,
+        numeric,
+        categorical,
+        window.n_rows,
+        rules=rules,
+        drift_threshold=drift_threshold,
+        min_window_rows=min_window_rows,
+    )
 
 
 class DriftJob(ReferenceJob):
@@ -21,7 +60,10 @@ class DriftJob(ReferenceJob):
 
     The reference profiles (univariate, and multivariate when enabled) are built once
     and rebuilt only when the reference file changes (a new champion writes a new
-    reference).
+    reference). The prediction log's window is read by the database path
+    (:mod:`exporter.data.window_query`: numeric arrays, category counts and, for the
+    multivariate methods, per-row category codes); files, and a log the database path
+    cannot serve, by the frame path.
     """
 
     name = "drift"
@@ -63,16 +105,9 @@ class DriftJob(ReferenceJob):
         model = self.model.current()
         profile = self.profile(model.version)
         now = time.time()
-        current = load_current(self.config.data.current, now)
-        result = assess(
-            profile,
-            current,
-            rules=self.config.features.overrides,
-            drift_threshold=cfg.drift_threshold,
-            min_window_rows=cfg.min_window_rows,
-        )
+        result, current = self._assess(profile, now)
         joint = None
-        if self._multivariate is not None:
+        if self._multivariate is not None and current is not None:
             joint = multivariate.assess_multivariate(
                 self._multivariate,
                 current,
@@ -90,3 +125,29 @@ class DriftJob(ReferenceJob):
         )
         self.keep("drift", snapshot, drift_report, history.record_drift)
         return snapshot
+
+    def _assess(
+        self, profile: drift.ReferenceProfile, now: float
+    ) -> tuple[DatasetDrift, pd.DataFrame | None]:
+        """The window's per-feature drift and, when the multivariate methods are on, its
+        rows (class notes)."""
+        cfg = self.config.data_drift_monitoring
+        source = self.config.data.current
+        options: dict[str, Any] = {
+            "rules": self.config.features.overrides,
+            "drift_threshold": cfg.drift_threshold,
+            "min_window_rows": cfg.min_window_rows,
+        }
+        rows = self._multivariate is not None
+        if source.kind == "sql":
+            window = read_window_columns(
+                source,
+                now,
+                numeric=tuple(profile.numeric),
+                categorical=tuple(profile.categorical),
+                rows=rows,
+            )
+            if window is not None:
+                return assess_window(profile, window, **options), window.frame() if rows else None
+        current = load_current(source, now)
+        return assess(profile, current, **options), current

@@ -14,6 +14,7 @@ import pandas as pd
 from exporter.config import MonitoringConfig
 from exporter.data import history
 from exporter.data.sources import ACTUAL, SCORE, SourceError, load_current, load_labelled
+from exporter.data.window_query import read_labelled_columns, read_window_columns
 from exporter.domain import schema
 from exporter.domain.metrics import METRICS
 from exporter.domain.model import ModelRef
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: The Churn column's labels as the 0/1 values the metrics take.
 _LABEL_VALUES = {schema.POSITIVE_LABEL: 1.0, schema.NEGATIVE_LABEL: 0.0}
+#: The monthly charge column (revenue at risk).
+_CHARGES = "MonthlyCharges"
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,21 @@ class PerformanceJob(ReferenceJob):
             raise SourceError(f"model {model.name}: no decision threshold is known")
         ref = self.score_reference(model.version, threshold)
         now = time.time()
-        current = self._scored(load_current(self.config.data.current, now), model)
+        current = self._current(model, now)
         snapshot = self._measure(model, ref, current, self._labelled(current, now), now)
         self.keep("performance", snapshot, performance_report, history.record_performance)
         return snapshot
+
+    def _current(self, model: ModelRef, now: float) -> pd.DataFrame:
+        """The scored window: the prediction log's scores and monthly charges read by
+        the database path (:mod:`exporter.data.window_query`), else the frame path's
+        window (files, a log it cannot serve)."""
+        source = self.config.data.current
+        if source.kind == "sql":
+            window = read_window_columns(source, now, numeric=(SCORE, _CHARGES))
+            if window is not None:
+                return pd.DataFrame(window.numeric)
+        return self._scored(load_current(source, now), model)
 
     def _scored(self, frame: pd.DataFrame, model: ModelRef) -> pd.DataFrame:
         """The frame with a score column: the logged one, else the champion's scores.
@@ -137,10 +151,14 @@ class PerformanceJob(ReferenceJob):
 
     def _labelled(self, current: pd.DataFrame, now: float) -> pd.DataFrame:
         """The labelled rows: a batch file's own Churn column, else the prediction log's
-        labels of the label window."""
+        labels of the label window (their scores and labels by the database path when it
+        can serve them)."""
         source = self.config.data.current
         if source.kind != "file":
             hours = self.config.performance_monitoring.label_window_hours
+            arrays = read_labelled_columns(source, now, hours, (SCORE,))
+            if arrays is not None:
+                return pd.DataFrame(arrays)
             return load_labelled(source, now, hours)
         labels = current[schema.TARGET] if schema.TARGET in current.columns else None
         labelled = current.assign(**{ACTUAL: None if labels is None else labels.map(_LABEL_VALUES)})
@@ -180,8 +198,6 @@ class PerformanceJob(ReferenceJob):
             prediction_psi_threshold=cfg.prediction_drift_psi_threshold,
             positive_ratio=positive_ratio(scores, ref.threshold),
             reference_positive_ratio=ref.positive_ratio,
-            revenue_at_risk=revenue_at_risk(
-                current["MonthlyCharges"].to_numpy(dtype=float), scores
-            ),
+            revenue_at_risk=revenue_at_risk(current[_CHARGES].to_numpy(dtype=float), scores),
             taken_at=now,
         )
