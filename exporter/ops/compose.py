@@ -10,9 +10,12 @@ servers read:
   ``slack_webhook_url``, and basic auth on the exporter's webhook with the exporter's
   credentials.
 * ``render-prometheus``: ``prometheus/prometheus.yml`` with the rules folder made
-  absolute and, per server, ``basic_auth: {username, password_file}`` on its scrape job
-  when its credential files exist. The renderer also reads the servers' web config
-  (``exporter.web_config_file``, ``api.web_config_file``) and stops with exit status 2
+  absolute, the scrape jobs of scalable services (``--dns-sd``, the API) finding every
+  replica by DNS (``dns_sd_configs`` of type A on the service name: compose's DNS
+  answers with one address per replica) and, per server, ``basic_auth: {username,
+  password_file}`` on its scrape job when its credential files exist. The renderer
+  also reads the servers' web config (``exporter.web_config_file``,
+  ``api.web_config_file``) and stops with exit status 2
   when the two disagree: users configured but no credentials, credentials the server
   refuses, or TLS (the stack's health checks and clients speak plain HTTP).
 
@@ -118,20 +121,51 @@ def compose_alertmanager_config(
     return rendered if slack else promconfig.without_slack(rendered)
 
 
+def with_dns_discovery(config: Mapping[str, Any], job: str) -> dict[str, Any]:
+    """Return ``config`` with scrape job `job` finding its targets by DNS: each static
+    ``host:port`` becomes a ``dns_sd_configs`` entry (type A) naming ``host`` on
+    ``port``, so every address the name resolves to (every replica of a compose
+    service) is scraped, each as its own ``instance``. ComposeError when the job is
+    missing or has no static target."""
+    result: dict[str, Any] = copy.deepcopy(dict(config))
+    jobs = [j for j in result.get("scrape_configs") or [] if j.get("job_name") == job]
+    if not jobs:
+        raise ComposeError(f"--dns-sd: no scrape job {job!r} in the Prometheus config")
+    scrape = jobs[0]
+    targets = [t for sc in scrape.pop("static_configs", None) or [] for t in sc["targets"]]
+    if not targets:
+        raise ComposeError(f"--dns-sd: scrape job {job!r} has no static target to resolve")
+    hosts: dict[int, list[str]] = {}
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        hosts.setdefault(int(port), []).append(host)
+    scrape["dns_sd_configs"] = [
+        {"names": names, "type": "A", "port": port} for port, names in hosts.items()
+    ]
+    return result
+
+
 def compose_prometheus_config(
-    base: Mapping[str, Any], *, rules_dir: str, auth: Mapping[str, Credentials]
+    base: Mapping[str, Any],
+    *,
+    rules_dir: str,
+    auth: Mapping[str, Credentials],
+    dns_sd: Sequence[str] = (),
 ) -> dict[str, Any]:
     """prometheus.yml for the compose stack, from the repository's file.
 
     The ``rule_files`` globs move to `rules_dir` (a container path: the rendered file
-    lives in another folder) and each scrape job named in `auth` gets its basic auth.
-    Targets stay the base's.
+    lives in another folder), each scrape job named in `dns_sd` finds its targets by DNS
+    (:func:`with_dns_discovery`) and each one named in `auth` gets its basic auth.
+    Other targets stay the base's.
     """
     config: dict[str, Any] = copy.deepcopy(dict(base))
     config["rule_files"] = [
         str(PurePosixPath(rules_dir) / PurePosixPath(pattern).name)
         for pattern in base.get("rule_files") or []
     ]
+    for job in dns_sd:
+        config = with_dns_discovery(config, job)
     for job, login in auth.items():
         config = promconfig.with_basic_auth(
             config, job, username=login.username, password_file=login.password_file
@@ -203,14 +237,15 @@ def render_prometheus_main(args: argparse.Namespace) -> int:
         if login is not None:
             auth[job] = login
     config = compose_prometheus_config(
-        promconfig.load_yaml(args.base), rules_dir=args.rules, auth=auth
+        promconfig.load_yaml(args.base), rules_dir=args.rules, auth=auth, dns_sd=args.dns_sd
     )
     target = promconfig.write_config(config, args.out)
     jobs = ", ".join(
         f"{job} as {auth[job].username}" if job in auth else f"{job} without credentials"
         for job in SERVERS
     )
-    print(f"wrote {target}: scraping {jobs}")
+    found = f"; by DNS: {', '.join(args.dns_sd)}" if args.dns_sd else ""
+    print(f"wrote {target}: scraping {jobs}{found}")
     return 0
 
 
@@ -246,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _renderer(sub, "prometheus", render_prometheus_main, secrets)
     p.add_argument("--rules", required=True, help="absolute folder of the rule files")
     p.add_argument("--config", help="the churn-monitor config naming the servers' web config files")
+    p.add_argument(
+        "--dns-sd",
+        action="append",
+        default=[],
+        metavar="JOB",
+        help="scrape job whose targets are found by DNS, every replica (repeatable)",
+    )
     return parser
 
 
