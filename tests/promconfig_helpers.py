@@ -17,12 +17,17 @@ from typing import Any
 from exporter.ops.promconfig import PROMETHEUS_RULES_DIR, duration_seconds, load_yaml, write_config
 
 
-def scrape_targets(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Map each scrape job name to its static targets."""
+def scrape_targets(
+    config: Mapping[str, Any], files: Mapping[Path, Any] | None = None
+) -> dict[str, list[str]]:
+    """Map each scrape job name to its static targets, and to the targets of its
+    file-based discovery files found in `files` (path -> content, as a plan holds)."""
     result: dict[str, list[str]] = {}
     for job in config.get("scrape_configs") or []:
-        targets = [t for sc in job.get("static_configs") or [] for t in sc.get("targets") or []]
-        result[job["job_name"]] = targets
+        groups = list(job.get("static_configs") or [])
+        for sd in job.get("file_sd_configs") or []:
+            groups += [g for f in sd["files"] for g in (files or {})[Path(f)]]
+        result[job["job_name"]] = [t for group in groups for t in group.get("targets") or []]
     return result
 
 

@@ -59,7 +59,7 @@ def facts(**changes: Any) -> Facts:
     return Facts(**{**base, **changes})
 
 
-def plan(services=None, no_monitoring=False, raw=None, ports=None, **fact_changes):
+def plan(services=None, no_monitoring=False, raw=None, ports=None, replicas=1, **fact_changes):
     return plan_stack(
         parse_config(raw or {}),
         services=services,
@@ -68,6 +68,7 @@ def plan(services=None, no_monitoring=False, raw=None, ports=None, **fact_change
         config_path="/work/cfg.yaml",
         workdir=Path("/work"),
         ports=ports,
+        api_replicas=replicas,
     )
 
 
@@ -172,6 +173,20 @@ def test_missing_binaries_are_left_out_with_a_reason() -> None:
     assert "http://mlflow.internal:5000" in dict(remote.skipped)["mlflow"]
 
 
+def test_api_replicas_listen_on_consecutive_ports_all_discovered_by_prometheus() -> None:
+    p = plan(raw={"api": {"port": 18000}}, replicas=3)
+    api = by_name(p)["api"]
+    assert api.argv[api.argv.index("--workers") + 1] == "3"
+    assert (api.port, api.extra_ports) == (18000, (18001, 18002))  # all checked free
+    prom = p.files[Path("/work/data/stack/prometheus.yml")]
+    assert scrape_targets(prom, p.files)["churn-api"] == [
+        "127.0.0.1:18000",
+        "127.0.0.1:18001",
+        "127.0.0.1:18002",
+    ]
+    assert "--workers" not in by_name(plan())["api"].argv
+
+
 def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
     raw = {"api": {"port": 18000}, "exporter": {"port": 19108}}
     p = plan(raw=raw, ports={"prometheus": 19090, "alertmanager": 19093})
@@ -179,7 +194,7 @@ def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
     assert specs["api"].port == 18000 and specs["api"].health_url.endswith(":18000/health")
     assert specs["exporter"].health_url == "http://127.0.0.1:19108/healthz"
     prom = p.files[Path("/work/data/stack/prometheus.yml")]
-    assert scrape_targets(prom) == {
+    assert scrape_targets(prom, p.files) == {
         "churn-exporter": ["127.0.0.1:19108"],
         "churn-api": ["127.0.0.1:18000"],
         "prometheus": ["127.0.0.1:19090"],
@@ -195,6 +210,9 @@ def test_ports_come_from_the_config_and_reach_the_rendered_configs() -> None:
     hooks = [h["url"] for r in manager["receivers"] for h in r.get("webhook_configs") or []]
     assert hooks == ["http://127.0.0.1:19108/alerts/webhook"]
     assert "--cluster.listen-address=" in specs["alertmanager"].argv
+    api_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "churn-api")
+    assert api_job["file_sd_configs"][0]["files"] == ["/work/data/stack/api-targets.yml"]
+    assert "static_configs" not in api_job
     # Without the API or Alertmanager, Prometheus does not look for them.
     alone = plan(["exporter", "prometheus"]).files[Path("/work/data/stack/prometheus.yml")]
     assert set(scrape_targets(alone)) == {"churn-exporter", "prometheus"}

@@ -137,9 +137,13 @@ def cmd_challenger(args: argparse.Namespace, config: MonitoringConfig) -> int:
 
 def cmd_api(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.api.app import serve_api
+    from exporter.api.replicas import serve_replicas
 
-    serve_api(config, host=args.host, port=args.port)
-    return 0
+    if args.workers == 1:
+        serve_api(config, host=args.host, port=args.port)
+        return 0
+    port = config.api.port if args.port is None else args.port
+    return serve_replicas(config, args.host or config.api.host, port, args.workers)
 
 
 def cmd_ui(args: argparse.Namespace, config: MonitoringConfig) -> int:
@@ -315,6 +319,7 @@ def cmd_up(args: argparse.Namespace, config: MonitoringConfig) -> int:
             args.no_monitoring,
             config_path=args.config,
             ports=dict(args.port),
+            api_replicas=args.api_replicas,
         )
     except StackError as err:
         raise UsageError(str(err)) from None

@@ -179,6 +179,14 @@ def _add_api_and_ui(sub: Subparsers) -> None:
     p = _command(sub, "api", commands.cmd_api, "serve the prediction API (FastAPI on uvicorn)")
     p.add_argument("--host", help="address to bind (default: api.host)")
     p.add_argument("--port", type=_port, help="port to bind (default: api.port, 8000)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N API processes on PORT..PORT+N-1, each with its own /metrics "
+        "(docs/scaling.md; default: 1)",
+    )
 
     p = _command(sub, "ui", commands.cmd_ui, "serve the Streamlit prediction form")
     p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
@@ -286,6 +294,14 @@ def _add_up(sub: Subparsers) -> None:
         default=[],
         metavar="SERVICE=PORT",
         help="listen on another port (repeatable), e.g. --port prometheus=9190",
+    )
+    p.add_argument(
+        "--api-replicas",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N API processes on consecutive ports from the API's, all scraped by "
+        "Prometheus (`api --workers N`; default: 1)",
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.api.replicas import replica_ports
 from exporter.config import MonitoringConfig
 from exporter.data.dburl import sqlite_file
 from exporter.ops import promconfig
@@ -53,8 +54,8 @@ class StackPlan:
     services: tuple[ServiceSpec, ...]
     #: (service, why it is not started), in service order.
     skipped: tuple[tuple[str, str], ...]
-    #: Config files to write before starting: path -> mapping (YAML).
-    files: Mapping[Path, Mapping[str, Any]]
+    #: Config files to write before starting: path -> mapping or list (YAML).
+    files: Mapping[Path, Any]
     log_dir: Path
 
     def names(self) -> list[str]:
@@ -126,7 +127,9 @@ class _Planner:
     #: Where rendered configs and Prometheus' and Alertmanager's data go.
     run_dir: Path
     secrets_dir: Path
-    files: dict[Path, Mapping[str, Any]] = field(default_factory=dict)
+    #: API processes (`api --workers`), on consecutive ports from the API's.
+    api_replicas: int = 1
+    files: dict[Path, Any] = field(default_factory=dict)
 
     def cli(self, command: str, *args: str) -> tuple[str, ...]:
         """``python -m exporter COMMAND --config PATH ARGS``."""
@@ -190,9 +193,16 @@ def _optuna_dashboard(p: _Planner) -> ServiceSpec:
     return p.server("optuna-dashboard", argv, "/api/meta", "/dashboard", ready_timeout=90.0)
 
 
+def _api_ports(p: _Planner) -> list[int]:
+    return replica_ports(p.port["api"], p.api_replicas)
+
+
 def _api(p: _Planner) -> ServiceSpec:
     argv = p.cli("api", *p.listen("api"))
-    return p.server("api", argv, "/health", "/docs", ready_timeout=180.0)
+    if p.api_replicas > 1:
+        argv = (*argv, "--workers", str(p.api_replicas))
+    extra = tuple(_api_ports(p)[1:])
+    return p.server("api", argv, "/health", "/docs", ready_timeout=180.0, extra_ports=extra)
 
 
 def _exporter(p: _Planner) -> ServiceSpec:
@@ -246,10 +256,15 @@ def _prometheus(p: _Planner) -> ServiceSpec:
     if stack.alert_for_scale != 1:
         rules_dir = p.run_dir / "rules"
         p.files.update(scaled_rules(rules_dir, stack.alert_for_scale))
+    api = None
+    if "api" in p.available:
+        # every replica, from a file Prometheus re-reads (file-based service discovery)
+        api = p.run_dir / "api-targets.yml"
+        p.files[api] = promconfig.file_sd_targets(f"{LOCAL_HOST}:{n}" for n in _api_ports(p))
     p.files[path] = promconfig.render_prometheus_config(
         p.facts.prometheus_base,
         exporter=p.address("exporter"),
-        api=p.address("api") if "api" in p.available else None,
+        api=api,
         alertmanager=p.address("alertmanager") if "alertmanager" in p.available else None,
         prometheus=p.address("prometheus"),
         rules_dir=rules_dir,
@@ -316,6 +331,7 @@ def plan_stack(
     run_dir: Path = Path("data/stack"),
     log_dir: Path = Path("logs"),
     secrets_dir: Path = Path("secrets"),
+    api_replicas: int = 1,
 ) -> StackPlan:
     """What `up` will start, in order, and what it leaves out and why. Pure."""
     chosen = select_services(services, no_monitoring)
@@ -329,6 +345,7 @@ def plan_stack(
         workdir=workdir,
         run_dir=_absolute(run_dir, workdir),
         secrets_dir=_absolute(secrets_dir, workdir),
+        api_replicas=api_replicas,
     )
     specs = tuple(BUILDERS[name](planner) for name in available)
     if any(s in chosen for s in ("prometheus", "alertmanager")):

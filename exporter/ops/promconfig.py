@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -68,12 +68,20 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def write_config(config: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a rendered config as YAML to ``path`` (parents created); return the path."""
+def write_config(config: Mapping[str, Any] | list[Any], path: str | os.PathLike[str]) -> Path:
+    """Write a rendered config (a mapping, or the list of a file_sd file) as YAML to
+    ``path`` (parents created); return the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    content = list(config) if isinstance(config, list) else dict(config)
+    target.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
     return target
+
+
+def file_sd_targets(targets: Iterable[str]) -> list[dict[str, Any]]:
+    """The content of a file-based service discovery file: one group of `targets`
+    (``host:port``, each checked)."""
+    return [{"targets": [_check_target("target", t) for t in targets]}]
 
 
 def duration_seconds(text: str) -> float:
@@ -104,15 +112,27 @@ def _job(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return _named(config.get("scrape_configs"), "job_name", name, "scrape job", "Prometheus")
 
 
+#: Where a scrape job finds its targets; a rendered job keeps exactly one.
+_SD_KEYS = ("static_configs", "file_sd_configs", "dns_sd_configs")
+
+
 def _set_static_target(job: dict[str, Any], target: str) -> None:
+    for key in _SD_KEYS:
+        job.pop(key, None)
     job["static_configs"] = [{"targets": [target]}]
+
+
+def _set_file_sd(job: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    for key in _SD_KEYS:
+        job.pop(key, None)
+    job["file_sd_configs"] = [{"files": [str(Path(path).resolve())], "refresh_interval": "10s"}]
 
 
 def render_prometheus_config(
     base: Mapping[str, Any],
     *,
     exporter: str,
-    api: str | None,
+    api: str | os.PathLike[str] | None,
     alertmanager: str | None,
     prometheus: str,
     rules_dir: str | os.PathLike[str],
@@ -122,9 +142,11 @@ def render_prometheus_config(
     """Return ``base`` (the parsed prometheus.yml) pointed at other hosts.
 
     Each argument is a ``host:port`` replacing the static targets of its job
-    (``churn-exporter``, ``churn-api``, ``prometheus``, ``alertmanager``); ``api=None``
-    drops the API job, ``alertmanager=None`` drops the Alertmanager job and the
-    ``alerting`` section. Every ``rule_files`` glob keeps its file pattern but moves to
+    (``churn-exporter``, ``churn-api``, ``prometheus``, ``alertmanager``); ``api`` may
+    instead be the path of a file-based discovery file listing the API replicas
+    (`file_sd_targets`; ``up`` writes one). ``api=None`` drops the API job,
+    ``alertmanager=None`` the Alertmanager job and the ``alerting`` section. Every
+    ``rule_files`` glob keeps its file pattern but moves to
     ``rules_dir`` made absolute, so the rendered file works from any directory. The
     intervals, when given, replace the global ones; a scrape timeout longer than the
     new scrape interval is shortened to it (Prometheus rejects the opposite).
@@ -139,8 +161,10 @@ def render_prometheus_config(
         config["scrape_configs"] = [
             j for j in config["scrape_configs"] if j.get("job_name") != JOB_API
         ]
-    else:
+    elif isinstance(api, str):
         _set_static_target(_job(config, JOB_API), _check_target("api", api))
+    else:
+        _set_file_sd(_job(config, JOB_API), api)
 
     if alertmanager is None:
         _job(config, JOB_ALERTMANAGER)

@@ -121,6 +121,7 @@ def up(
     *,
     config_path: str | None = None,
     ports: Mapping[str, int] | None = None,
+    api_replicas: int = 1,
     workdir: Path | None = None,
     out: Callable[[str], None] | None = None,
     grace: float = GRACE_SECONDS,
@@ -141,6 +142,7 @@ def up(
         config_path=resolve_config_path(config_path),
         workdir=workdir,
         ports=ports,
+        api_replicas=api_replicas,
     )
     for name, reason in plan.skipped:
         say(f"{name}: {reason}")
