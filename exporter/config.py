@@ -195,9 +195,42 @@ class OptunaConfig(_Strict):
     check_interval_minutes: PositiveMinutes = 5
 
 
+#: An email address as Alertmanager's ``to:`` takes it (``name@host``).
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s,]+@[^@\s,]+$")]
+
+
+class DigestConfig(_Strict):
+    """The scheduled digest: the period report emailed as HTML (docs/reports.md).
+
+    Off by default. The SMTP relay, sender, login and password file are Alertmanager's
+    (``global.smtp_*`` of `alertmanager_config`): one place configures both.
+    """
+
+    enabled: bool = False
+    #: The digest covers the last this many hours and is sent once per this many hours.
+    period_hours: Annotated[float, Field(gt=0.0, le=24 * 366)] = 168.0
+    #: How often the job checks whether a digest is due (and retries a failed send).
+    check_interval_minutes: PositiveMinutes = 60
+    #: Recipients; required when enabled.
+    to: tuple[EmailAddress, ...] = Field(default=(), validate_default=True)
+    #: The Alertmanager config whose ``global.smtp_*`` settings the digest uses (`up`
+    #: renders one pointing at the local sinks: data/stack/alertmanager.yml).
+    alertmanager_config: Annotated[str, Field(min_length=1)] = "alertmanager/alertmanager.yml"
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, to: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("enabled") and not to:
+            raise ValueError("at least one recipient is required when the digest is enabled")
+        return to
+
+
 class ReportsConfig(_Strict):
     dir: str = "reports"
     retention_days: Annotated[float, Field(gt=0)] = 30
+    #: Write an HTML report beside each run's JSON reports (same name, same retention).
+    html: bool = True
+    digest: DigestConfig = DigestConfig()
 
 
 class IngestConfig(_Strict):

@@ -68,7 +68,9 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
     web = load_web_config(config.exporter.web_config_file, "exporter.web_config_file")
     monitor = build_monitor(config, interval_minutes=args.interval)
     # The jobs compute in a worker process built the same way (exporter.monitor.worker).
-    worker = WorkerSpec(build_monitor, (config,), {"interval_minutes": args.interval})
+    worker = WorkerSpec(
+        build_monitor, (config,), {"interval_minutes": args.interval, "continuous": True}
+    )
     serve(monitor, host, port, web=web, worker=worker)
     return 0
 
@@ -142,8 +144,10 @@ def cmd_api(args: argparse.Namespace, config: MonitoringConfig) -> int:
     if args.workers == 1:
         serve_api(config, host=args.host, port=args.port)
         return 0
-    port = config.api.port if args.port is None else args.port
-    return serve_replicas(config, args.host or config.api.host, port, args.workers)
+    host = args.host or config.api.host
+    return serve_replicas(
+        config, host, config.api.port if args.port is None else args.port, args.workers
+    )
 
 
 def cmd_ui(args: argparse.Namespace, config: MonitoringConfig) -> int:
@@ -245,6 +249,50 @@ def cmd_history(args: argparse.Namespace, config: MonitoringConfig) -> int:
         return 0
     for line in _history_table(shown):
         print(line)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from pathlib import Path
+
+    from exporter.data.history import open_history
+    from exporter.data.sources import SourceError
+    from exporter.monitor import reports
+    from exporter.monitor.reference_job import ReferenceCache
+    from exporter.monitor.report_job import anchor_kind, run_report_html
+    from exporter.report.period import period_report
+
+    if args.since is not None:
+        now = time.time()
+        html = period_report(config, args.since, now)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        out = Path(args.out or Path(config.reports.dir) / f"period_report_{stamp}.html")
+    else:
+        kind = anchor_kind(config)
+        if kind is None:
+            raise UsageError("--run: drift and performance monitoring are both disabled")
+        anchor = reports.newest_report(config.reports.dir, kind)
+        if anchor is None:
+            folder = reports.report_dir(config.reports.dir, kind)
+            print(
+                f"churn-monitor report: no {kind} report in {folder} "
+                "(`churn-monitor run` writes one)",
+                file=sys.stderr,
+            )
+            return 1
+        history = open_history(config.history.url) if config.history.enabled else None
+        try:
+            reference = ReferenceCache(config.data.reference_path)
+            html = run_report_html(config, anchor, reference, history)
+        except SourceError as err:
+            print(f"churn-monitor report: {err}", file=sys.stderr)
+            return 1
+        finally:
+            if history is not None:
+                history.dispose()
+        out = Path(args.out) if args.out else reports.html_path(anchor)
+    reports.write_html(out, html)
+    print(f"{out} ({len(html.encode()) / 1024:.0f} KiB)")
     return 0
 
 

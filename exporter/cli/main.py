@@ -224,6 +224,27 @@ def _add_history(sub: Subparsers) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
 
+def _add_report(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "report",
+        commands.cmd_report,
+        "render an HTML report: the last monitoring run, or a period of the history",
+        description="Write a self-contained HTML report (docs/reports.md). --run: the "
+        "last run's drift and performance reports with the data analysis of the "
+        "reference and the window (default: beside its JSON report, the file the run "
+        "wrote). --since HOURS: drift, per-feature decisions and performance over time, "
+        "alerts received and retraining decisions from the history (default: "
+        "<reports.dir>/period_report_<UTC time>.html).",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", action="store_true", help="the last monitoring run")
+    which.add_argument(
+        "--since", type=_positive_float, metavar="HOURS", help="the last HOURS of the history"
+    )
+    p.add_argument("--out", metavar="FILE", help="write the report here")
+
+
 def _add_promote(sub: Subparsers) -> None:
     p = _command(
         sub,
@@ -321,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_api_and_ui,
         _add_simulate,
         _add_history,
+        _add_report,
         _add_promote,
         _add_sinks_and_outbox,
         _add_up,

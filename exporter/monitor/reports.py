@@ -2,7 +2,8 @@
 
 Reports land in ``<reports.dir>/<kind>_reports/<kind>_report_<UTC timestamp>.json``. A
 report is written to a temporary file in the same folder and renamed into place, so a
-reader (or a crash) never sees half a file.
+reader (or a crash) never sees half a file. The HTML report of a run (`report_job`)
+lands beside its JSON with the same name and ``.html``, and the same retention prunes it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from exporter.domain.model import ModelRef
 from exporter.stats.performance import degradation
 from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
 
-REPORT_KINDS = ("drift", "performance")
+#: Kinds of reports: one per job that writes them (the digest keeps what it sent).
+REPORT_KINDS = ("drift", "performance", "digest")
+#: The suffixes of a report: the JSON a program reads, the HTML a person reads.
+REPORT_SUFFIXES = (".json", ".html")
+#: The start of an HTML page's temp file name, before the report's name.
+HTML_TEMP = ".html-"
 
 
 def report_dir(base: str | Path, kind: str) -> Path:
@@ -56,7 +62,8 @@ def write_report(base: str | Path, kind: str, payload: Mapping[str, Any], now: f
 def prune_reports(
     base: str | Path, kind: str, retention_days: float, now: float | None = None
 ) -> list[Path]:
-    """Delete `kind` reports older than `retention_days`, and its leftover temp files.
+    """Delete `kind` reports (JSON and HTML) older than `retention_days`, and its
+    leftover temp files.
 
     A temp file can only be left by a writer that died mid-write; the job that owns a kind
     never runs twice at once, so at prune time any temp file of that kind is garbage.
@@ -67,12 +74,35 @@ def prune_reports(
         return []
     removed: list[Path] = []
     for path in folder.iterdir():
-        is_report = path.name.startswith(f"{kind}_report_") and path.suffix == ".json"
+        is_report = path.name.startswith(f"{kind}_report_") and path.suffix in REPORT_SUFFIXES
         is_temp = path.name.startswith(f".{kind}_report_") and path.suffix == ".tmp"
-        if is_temp or (is_report and path.stat().st_mtime < cutoff):
+        # An HTML page is written by another job than the JSON's, maybe right now: its
+        # temp file is garbage only once as old as the retention.
+        is_html_temp = path.name.startswith(f"{HTML_TEMP}{kind}_report_") and path.suffix == ".tmp"
+        old = (is_report or is_html_temp) and path.stat().st_mtime < cutoff
+        if is_temp or old:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def newest_report(base: str | Path, kind: str) -> Path | None:
+    """The newest JSON report of `kind` (names sort by their UTC timestamp), or None."""
+    folder = report_dir(base, kind)
+    found = sorted(folder.glob(f"{kind}_report_*.json")) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def html_path(json_report: Path) -> Path:
+    """Where the HTML report of the run of `json_report` goes: beside it, ``.html``."""
+    return json_report.with_suffix(".html")
+
+
+def write_html(path: Path, html: str) -> Path:
+    """Write the HTML page `path` atomically (temp file ``.html-<name>*.tmp``)."""
+    return write_atomically(
+        path, lambda handle: handle.write(html.encode()), prefix=f"{HTML_TEMP}{path.stem}"
+    )
 
 
 def _model(ref: ModelRef) -> dict[str, str]:
@@ -109,6 +139,10 @@ def drift_report(snapshot: DriftSnapshot) -> dict[str, Any]:
                 "jensen_shannon": f.jensen_shannon,
                 "n_current": f.n_current,
                 "n_nan": f.n_nan,
+                "reason": f.reason,
+                "bins": list(f.bins),
+                "reference_ratios": list(f.reference_ratios),
+                "current_ratios": list(f.current_ratios),
             }
             for f in result.features
         ],

@@ -3,7 +3,7 @@
 In continuous mode (`serve` with a `worker.WorkerSpec`) the jobs and their scheduler
 run in a worker process built from the same config, and their store updates are
 forwarded to this process's store (:mod:`exporter.monitor.worker`); `run --mode once`
-runs them here (`Monitor.run_once`).
+runs them here (`Monitor.run_once`), then writes the pass's HTML report.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from exporter.config import MonitoringConfig
+from exporter.config import ConfigError, MonitoringConfig
 from exporter.data.history import open_history
 from exporter.domain.model import ModelRef
 from exporter.loop.receiver import AlertReceiver
@@ -25,13 +25,15 @@ from exporter.model.registry import ModelWatch
 from exporter.model.roles import challenger_config
 from exporter.monitor.collector import STREAMING_BUILDERS, FamilyBuilder, SnapshotCollector
 from exporter.monitor.comparison_job import ComparisonJob
+from exporter.monitor.digest_job import DigestJob
 from exporter.monitor.drift_job import DriftJob
+from exporter.monitor.httpserver import ExporterServer
 from exporter.monitor.ingest import make_ingestor
 from exporter.monitor.jobs import Job, run_job, start_scheduler
 from exporter.monitor.optuna_job import OptunaJob
 from exporter.monitor.performance_job import PerformanceJob
 from exporter.monitor.reference_job import ReferenceCache
-from exporter.monitor.httpserver import ExporterServer
+from exporter.monitor.report_job import POLL_SECONDS, RunReportJob, anchor_kind
 from exporter.monitor.server import make_app
 from exporter.monitor.store import SnapshotStore
 from exporter.monitor.stream_job import StreamJob
@@ -54,8 +56,11 @@ class Monitor:
     #: The Alertmanager webhook receiver served at /alerts/webhook (history enabled).
     receiver: AlertReceiver | None = None
     #: Jobs of the continuous mode only (`serve` schedules them, `run_once` does not):
-    #: the streaming job when `data_drift_monitoring.update_seconds` is set.
+    #: the streaming job when `data_drift_monitoring.update_seconds` is set; built with
+    #: ``continuous=True``, the HTML report job and the digest job when enabled.
     streams: list[Job] = field(default_factory=list)
+    #: `run_once` writes the pass's HTML report with it after the jobs (None: off).
+    run_report: RunReportJob | None = None
 
     def __post_init__(self) -> None:
         for job in self.jobs:
@@ -68,8 +73,16 @@ class Monitor:
         )
 
     def run_once(self) -> dict[str, bool]:
-        """Run every job once, in order; return job name -> success."""
-        return {job.name: run_job(job, self.store) for job in self.jobs}
+        """Run every job once, in order; return job name -> success. Then write the HTML
+        report of the pass: a by-product, whose failure is logged and leaves the
+        outcome (the jobs' results) as it is."""
+        outcome = {job.name: run_job(job, self.store) for job in self.jobs}
+        if self.run_report is not None:
+            try:
+                self.run_report.run()
+            except Exception:
+                log.exception("the HTML report of the pass failed")
+        return outcome
 
 
 def comparing(config: MonitoringConfig) -> bool:
@@ -86,8 +99,19 @@ def build_monitor(
     config: MonitoringConfig,
     *,
     interval_minutes: float | None = None,
+    continuous: bool = False,
 ) -> Monitor:
-    """The jobs enabled in `config`; `interval_minutes` overrides every job's schedule."""
+    """The jobs enabled in `config`; `interval_minutes` overrides every job's schedule.
+
+    `continuous` (the worker of `run --mode continuous`) adds the scheduled HTML report
+    and digest jobs to `streams`; otherwise the HTML report is `run_once`'s. ConfigError
+    when the digest is enabled without the history it reports.
+    """
+    digest = config.reports.digest
+    if digest.enabled and not config.history.enabled:
+        raise ConfigError(
+            "reports.digest.enabled: the digest reports the history, and history.enabled is false"
+        )
     interval = interval_minutes * 60.0 if interval_minutes else None
     watch = ModelWatch(config)
     reference = ReferenceCache(config.data.reference_path)
@@ -107,15 +131,27 @@ def build_monitor(
     if config.optuna.enabled:
         jobs.append(OptunaJob(config, interval_seconds=interval))
     streams: list[Job] = []
-    if streaming(config):
+    streams_on = streaming(config)
+    if streams_on:
         streams.append(StreamJob(config, reference, model=watch))
+    run_report = None
+    if config.reports.html and anchor_kind(config) is not None:
+        poll = min(POLL_SECONDS, *(job.interval_seconds for job in jobs))
+        run_report = RunReportJob(config, reference, history=history, interval_seconds=poll)
+    if continuous:
+        if run_report is not None:
+            streams.append(run_report)
+            run_report = None
+        if digest.enabled and history is not None:
+            streams.append(DigestJob(config, history))
     return Monitor(
         config=config,
         jobs=jobs,
         model=watch.current,
         receiver=receiver,
-        builders=STREAMING_BUILDERS if streams else None,
+        builders=STREAMING_BUILDERS if streams_on else None,
         streams=streams,
+        run_report=run_report,
     )
 
 
