@@ -35,7 +35,7 @@ window is full, and evicting, throughout. Then, in one run:
    null: streaming off).
 4. **/metrics latency**: during (1), ``--scrapers`` concurrent scrapers (1 in the first
    half, 20 in the second) in a separate process, each sending ``GET /metrics`` with
-   ``Accept-Encoding: gzip`` as Prometheus does, a new connection each time, pausing
+   ``Accept-Encoding: gzip`` on its own kept-alive connection, as Prometheus does, pausing
    ``--scrape-pause`` seconds between scrapes: p50/p99/max. Target: p99 < 10 ms.
 
 Every process started here is stopped by pid at the end. Not part of the tests.
@@ -86,36 +86,41 @@ TARGET_LATENCY = 10.0
 TARGET_SCRAPE_P99 = 0.010
 VERSION = "bench"
 
-#: A scraper process: N threads scraping /metrics for S seconds; prints
+#: A scraper process: N scrapers on one event loop, each on its own kept-alive
+#: connection as a Prometheus server keeps it, scraping /metrics for S seconds; prints
 #: [[start offset, latency s, status], ...] as JSON.
 SCRAPER = """
-import json, sys, threading, time, urllib.request
-url, threads, seconds, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-out, lock = [], threading.Lock()
+import asyncio, json, sys, time
+from urllib.parse import urlsplit
+url, scrapers, seconds, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+parts = urlsplit(url)
+request = (f"GET {parts.path} HTTP/1.1\\r\\nHost: {parts.netloc}\\r\\n"
+           "Accept-Encoding: gzip\\r\\n\\r\\n").encode()
 start = time.perf_counter()
 deadline = start + seconds
-def scrape():
+async def scrape():
     mine = []
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
-        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                r.read()
-                status = r.status
+            writer.write(request)
+            head = await reader.readuntil(b"\\r\\n\\r\\n")
+            length = int(head.lower().split(b"content-length:", 1)[1].split(b"\\r\\n", 1)[0])
+            await reader.readexactly(length)
+            status = int(head.split(b" ", 2)[1])
         except Exception:
             status = 0
+            writer.close()
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         mine.append((t0 - start, time.perf_counter() - t0, status))
         if pause:
-            time.sleep(pause)
-    with lock:
-        out.extend(mine)
-workers = [threading.Thread(target=scrape) for _ in range(threads)]
-for w in workers:
-    w.start()
-for w in workers:
-    w.join()
-print(json.dumps(out))
+            await asyncio.sleep(pause)
+    writer.close()
+    return mine
+async def main():
+    return await asyncio.gather(*(scrape() for _ in range(scrapers)))
+print(json.dumps([row for mine in asyncio.run(main()) for row in mine]))
 """
 
 

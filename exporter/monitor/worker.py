@@ -72,6 +72,9 @@ RESTART_DELAYS = (1.0, 60.0)
 #: How long the receiver waits for a message following one, to render both at once
 #: (`run_job` sends a run's snapshot and health back to back).
 BATCH_WAIT = 0.005
+#: The worker's scheduling niceness, added to the server's: when both want a core, the
+#: kernel runs the server first, so a scrape does not queue behind a drift run.
+NICENESS = 10
 #: How long a stopped worker gets to exit before it is terminated, then killed.
 STOP_TIMEOUT = 10.0
 
@@ -224,6 +227,7 @@ def worker_main(
     logging_setup: Mapping[str, Any],
 ) -> None:
     """The worker process: build the Monitor, run its jobs, forward their updates."""
+    os.nice(NICENESS)
     _configure_logging(logging_setup)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
