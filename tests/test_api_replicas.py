@@ -213,6 +213,7 @@ def test_up_with_two_replicas_on_postgresql_has_both_scraped(
         pg_log,
         tmp_path,
         api={"port": port, "url": f"http://127.0.0.1:{port}"},
+        history={"url": pg_log},
         stack={"ports": {"prometheus": prometheus}, "scrape_interval": "1s"},
     )
     up = Process(
