@@ -155,6 +155,18 @@ def test_missing_values_in_integer_columns_make_them_float() -> None:
     assert loaded.blank_numeric["MonthlyCharges"] == 1
 
 
+def test_an_all_null_text_column_of_a_numeric_feature_is_all_missing() -> None:
+    """A window where every SeniorCitizen is NULL arrives as an object column with no
+    value at all: every cell is missing (it raised IndexError)."""
+    raw = _raw(5)
+    raw["SeniorCitizen"] = pd.Series([None] * 5, dtype=object)
+    raw["tenure"] = pd.Series([None, " ", None, "NA", None], dtype=object)
+    loaded = normalize_frame(raw)
+    assert loaded.frame["SeniorCitizen"].isna().all()
+    assert loaded.frame["tenure"].isna().all()
+    assert (loaded.blank_numeric["SeniorCitizen"], loaded.blank_numeric["tenure"]) == (5, 5)
+
+
 def test_numbers_as_text_and_typed_columns() -> None:
     raw = _raw(20)
     raw["tenure"] = raw["tenure"].astype(str)

@@ -177,7 +177,9 @@ def _coerce_numeric(series: pd.Series, column: str) -> tuple[pd.Series, int]:
         raise DataSchemaError(
             f"column {column!r}: {bad_rows} value(s) are not numbers, e.g. {_examples(text[bad])}"
         )
-    values = np.where(codes >= 0, parsed.take(np.maximum(codes, 0)), np.nan)
+    values = np.full(len(codes), np.nan)
+    present = codes >= 0  # -1: a null cell (and every cell of an all-null column)
+    values[present] = parsed[codes[present]]
     return pd.Series(values), int(np.isnan(values).sum())
 
 
