@@ -92,7 +92,8 @@ VERSION = "bench"
 SCRAPER = """
 import asyncio, json, sys, time
 from urllib.parse import urlsplit
-url, scrapers, seconds, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+url, scrapers = sys.argv[1], int(sys.argv[2])
+seconds, pause = float(sys.argv[3]), float(sys.argv[4])
 parts = urlsplit(url)
 request = (f"GET {parts.path} HTTP/1.1\\r\\nHost: {parts.netloc}\\r\\n"
            "Accept-Encoding: gzip\\r\\n\\r\\n").encode()
