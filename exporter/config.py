@@ -346,6 +346,14 @@ class StackConfig(_Strict):
     group_wait: Duration | None = None
     group_interval: Duration | None = None
     repeat_interval: Duration | None = None
+    #: Restart policy of `up` (like compose's ``restart: unless-stopped``): a server that
+    #: exits on its own is started again after ``restart_backoff_seconds``, doubled on
+    #: each further crash up to ``restart_backoff_max_seconds``; its
+    #: ``restart_max_crashes``-th crash within ``restart_window_seconds`` stops the stack.
+    restart_max_crashes: Annotated[int, Field(ge=1)] = 5
+    restart_window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    restart_backoff_seconds: Annotated[float, Field(gt=0)] = 1.0
+    restart_backoff_max_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
 class ComparisonConfig(_Strict):

@@ -73,7 +73,19 @@ def test_fail_on_drift_exits_0_on_a_steady_window(workdir: Path) -> None:
 
 
 def test_a_failed_job_exits_1_with_its_error_in_the_summary(workdir: Path) -> None:
-    proc = run(workdir, "missing.csv", "--fail-on-drift")
+    (workdir / "broken.parquet").write_bytes(b"not parquet")
+    proc = run(workdir, "broken.parquet", "--fail-on-drift")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Job drift FAILED: " in proc.stdout
-    assert "missing.csv" in proc.stdout
+    assert "broken.parquet" in proc.stdout
+    assert "Traceback" not in proc.stderr  # one line per failed job; tracebacks need --verbose
+
+
+def test_a_missing_current_file_is_one_line_and_runs_nothing(workdir: Path) -> None:
+    proc = run(workdir, "missing.csv")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "churn-monitor run: --current missing.csv: no such file "
+        "(give a CSV or Parquet file, or a glob of them)"
+    ]

@@ -29,8 +29,15 @@ from exporter.config import parse_config  # noqa: E402
 from exporter.ops import promconfig  # noqa: E402
 from exporter.ops.facts import Facts  # noqa: E402
 from exporter.ops.plan import StackPlan, plan_stack  # noqa: E402
-from exporter.ops.services import DEFAULT_PORTS, ServiceSpec, StackError, service_ports  # noqa: E402
-from exporter.ops.supervisor import Supervisor  # noqa: E402
+from exporter.ops.services import (  # noqa: E402
+    DEFAULT_PORTS,
+    PortsInUse,
+    ServiceSpec,
+    StackError,
+    service_ports,
+)
+from exporter.ops.status import read_state  # noqa: E402
+from exporter.ops.supervisor import RestartPolicy, Supervisor  # noqa: E402
 from exporter.ops.up import format_table, up  # noqa: E402
 
 from .api_fixtures import TrainedStore  # noqa: E402
@@ -341,8 +348,18 @@ def test_format_table_lists_url_state_and_log() -> None:
     p = plan(["api", "exporter"])
     table = format_table(p, Path("/work"), {"api": "ready", "exporter": "ready"})
     lines = table.splitlines()
-    assert lines[0].split() == ["service", "url", "state", "log"]
-    assert lines[1].split() == ["api", "http://127.0.0.1:8000/docs", "ready", "logs/api.log"]
+    assert lines[0].split() == ["service", "url", "state", "restarts", "log"]
+    assert lines[1].split() == ["api", "http://127.0.0.1:8000/docs", "ready", "0", "logs/api.log"]
+    restarted = format_table(p, Path("/work"), {"exporter": "ready"}, {"exporter": 2})
+    assert restarted.splitlines()[2].split()[3] == "2"
+
+
+def test_restart_policy_backs_off_exponentially_and_gives_up_within_its_window() -> None:
+    policy = RestartPolicy(max_crashes=4, window=60.0, backoff=1.0, backoff_max=3.0)
+    assert [policy.crash("api", t) for t in (0.0, 1.0, 2.0)] == [1.0, 2.0, 3.0]
+    assert policy.crash("exporter", 2.0) == 1.0  # counted per service
+    assert policy.crash("api", 3.0) is None  # the 4th crash within 60 s
+    assert policy.crash("api", 200.0) == 1.0  # the old crashes left the window
 
 
 # ------------------------------------------------------------------ process handling
@@ -461,9 +478,8 @@ def test_up_refuses_busy_ports_and_starts_nothing(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         lines: list[str] = []
         config = parse_config({"exporter": {"port": port}})
-        code = up(config, ["exporter"], workdir=tmp_path, out=lines.append)
-    assert code == 1
-    assert f"exporter: port {port} on 127.0.0.1 is already in use" in lines
+        with pytest.raises(PortsInUse, match=f"port {port} \\(exporter\\) on 127.0.0.1"):
+            up(config, ["exporter"], workdir=tmp_path, out=lines.append)
     assert not (tmp_path / "logs").exists()
 
 
@@ -539,11 +555,12 @@ def test_up_starts_api_and_exporter_and_sigterm_leaves_nothing(
 
     wait_until(table_printed, 300, "`up` to report both services")
     rows = [line.split() for line in process.output().splitlines()]
-    assert ["api", f"http://127.0.0.1:{api_port}/docs", "ready", "logs/api.log"] in rows
+    assert ["api", f"http://127.0.0.1:{api_port}/docs", "ready", "0", "logs/api.log"] in rows
     exporter_row = [
         "exporter",
         f"http://127.0.0.1:{exporter_port}/metrics",
         "ready",
+        "0",
         "logs/exporter.log",
     ]
     assert exporter_row in rows
@@ -631,6 +648,94 @@ def test_up_runs_prometheus_and_alertmanager_against_the_exporter(
     _stop_and_check(process, started)
     assert (tmp_path / "logs" / "prometheus.log").stat().st_size > 0
     assert (tmp_path / "data" / "stack" / "prometheus.yml").is_file()
+
+
+@pytest.mark.integration
+def test_a_killed_exporter_is_restarted_and_status_shows_the_restart(
+    tmp_path: Path, stopped_cleanly: list
+) -> None:
+    port = free_port()
+    raw = {
+        "performance_monitoring": {"enabled": False},
+        "optuna": {"enabled": False},
+        "exporter": {"port": port},
+    }
+    config = _write_config(tmp_path, raw)
+    process = Process(
+        up_command("--config", str(config), "--services", "exporter"),
+        tmp_path / "up.out",
+        cwd=tmp_path,
+    )
+    stopped_cleanly.append((process, {}))
+
+    def exporter_ready(restarts: int) -> int | None:
+        assert process.alive(), process.output()
+        state = {s.name: s for s in read_state(tmp_path) or []}
+        exporter = state.get("exporter")
+        ok = exporter and exporter.state == "ready" and exporter.restarts == restarts
+        return exporter.pid if ok else None
+
+    first = wait_until(lambda: exporter_ready(0), 120, "the exporter to be ready")
+    os.killpg(first, signal.SIGKILL)
+    second = wait_until(lambda: exporter_ready(1), 120, "the exporter to be ready again")
+    assert second != first
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    assert "exporter: exited with status -9; restarting in 1s (restart 1" in process.output()
+
+    status = subprocess.run(
+        [sys.executable, "-m", "exporter", "status", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = [line.split() for line in status.stdout.splitlines()]
+    assert rows[0] == ["service", "url", "state", "version", "restarts"]
+    assert rows[1][:3] == ["exporter", f"http://127.0.0.1:{port}/metrics", "ready"]
+    assert rows[1][-1] == "1"
+    tasks = [line.split(":")[0] for line in status.stdout.splitlines()[2:]]
+    assert "  exporter task drift" in tasks, status.stdout
+
+    started = descendants(process.pid)
+    stopped_cleanly[-1] = (process, started)
+    _stop_and_check(process, started)
+    assert read_state(tmp_path) is None
+    status = subprocess.run(
+        [sys.executable, "-m", "exporter", "status", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 1
+    rows = [line.split() for line in status.stdout.splitlines()]
+    assert ["exporter", f"http://127.0.0.1:{port}/metrics", "down", "-", "-"] in rows
+
+
+@pytest.mark.integration
+def test_up_stops_everything_when_a_service_crashes_every_time(
+    tmp_path: Path, stopped_cleanly: list
+) -> None:
+    # the shipped exporter, configured with a web config file that does not exist
+    raw = {
+        "exporter": {"port": free_port(), "web_config_file": str(tmp_path / "missing.yml")},
+        "stack": {"restart_max_crashes": 3, "restart_backoff_seconds": 0.1},
+    }
+    config = _write_config(tmp_path, raw)
+    process = Process(
+        up_command("--config", str(config), "--services", "exporter"),
+        tmp_path / "up.out",
+        cwd=tmp_path,
+    )
+    stopped_cleanly.append((process, {}))
+    assert process.popen.wait(120) == 1
+    output = process.output()
+    assert output.count("exporter: exited with status 2; restarting in") == 2
+    crashed = "exporter: crashed 3 times within 300s (last exit status 2): stopping everything"
+    assert crashed in output
+    assert "exporter.web_config_file: cannot read" in output  # the last lines of its log
+    assert output.splitlines()[-1] == "stopped"
 
 
 def test_repo_root_holds_the_configs_up_renders() -> None:

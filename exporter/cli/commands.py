@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from exporter.cli.errors import UsageError
+from exporter.cli.errors import CommandError, UsageError
 from exporter.config import CurrentSourceConfig, MonitoringConfig
 
 log = logging.getLogger("churn_monitor")
@@ -34,6 +34,27 @@ def _with_current(config: MonitoringConfig, path: str | None) -> MonitoringConfi
     return config.model_copy(update={"data": config.data.model_copy(update={"current": current})})
 
 
+def _check_port_free(host: str, port: int, flag: str = "--port") -> None:
+    """Raise CommandError when something already listens on `host`:`port`."""
+    from exporter.ops.supervisor import port_in_use
+
+    if port and port_in_use(host, port):
+        raise CommandError(
+            f"port {port} on {host} is already in use: stop what listens there, "
+            f"or pick another with {flag}"
+        )
+
+
+def _check_current(path: str | None) -> None:
+    """Raise CommandError when ``--current`` names no file."""
+    import glob
+
+    if path and not glob.glob(path):
+        raise CommandError(
+            f"--current {path}: no such file (give a CSV or Parquet file, or a glob of them)"
+        )
+
+
 def cmd_setup(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.ops.bootstrap import setup
 
@@ -48,6 +69,7 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.monitor.worker import WorkerSpec
     from exporter.web.webconfig import load_web_config
 
+    _check_current(args.current)
     config = _with_current(config, args.current)
     if args.mode == "once":
         monitor = build_monitor(config, interval_minutes=args.interval)
@@ -65,6 +87,7 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
 
     host = args.host or config.exporter.host
     port = config.exporter.port if args.port is None else args.port
+    _check_port_free(host, port)
     web = load_web_config(config.exporter.web_config_file, "exporter.web_config_file")
     monitor = build_monitor(config, interval_minutes=args.interval)
     # The jobs compute in a worker process built the same way (exporter.monitor.worker).
@@ -76,9 +99,10 @@ def cmd_run(args: argparse.Namespace, config: MonitoringConfig) -> int:
 
 
 def cmd_train(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.model.registry import ModelUnavailable, resolve
+    from exporter.model.registry import ModelUnavailable, check_server_answers, resolve
     from exporter.training.pipeline import TrainingError, summary_lines, train
 
+    check_server_answers(config.model.tracking_uri)  # not minutes of retries after tuning
     if args.if_no_champion:
         try:
             info = resolve(config)
@@ -106,10 +130,11 @@ def cmd_train(args: argparse.Namespace, config: MonitoringConfig) -> int:
 
 
 def cmd_challenger(args: argparse.Namespace, config: MonitoringConfig) -> int:
-    from exporter.model.registry import ModelUnavailable, resolve
+    from exporter.model.registry import ModelUnavailable, check_server_answers, resolve
     from exporter.training.challengers import RECIPES, challenger_target, register_challenger
     from exporter.training.pipeline import TrainingError, summary_lines
 
+    check_server_answers(config.model.tracking_uri)
     try:
         target = challenger_target(config)
         if args.if_no_challenger:
@@ -139,20 +164,22 @@ def cmd_challenger(args: argparse.Namespace, config: MonitoringConfig) -> int:
 
 def cmd_api(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.api.app import serve_api
-    from exporter.api.replicas import serve_replicas
+    from exporter.api.replicas import replica_ports, serve_replicas
 
-    if args.workers == 1:
-        serve_api(config, host=args.host, port=args.port)
-        return 0
     host = args.host or config.api.host
-    return serve_replicas(
-        config, host, config.api.port if args.port is None else args.port, args.workers
-    )
+    port = config.api.port if args.port is None else args.port
+    for number in replica_ports(port, args.workers):
+        _check_port_free(host, number)
+    if args.workers == 1:
+        serve_api(config, host=host, port=port)
+        return 0
+    return serve_replicas(config, host, port, args.workers)
 
 
 def cmd_ui(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.ui.launch import run_ui
 
+    _check_port_free(args.host or "127.0.0.1", args.port)
     return run_ui(config, host=args.host, port=args.port)
 
 
@@ -371,3 +398,48 @@ def cmd_up(args: argparse.Namespace, config: MonitoringConfig) -> int:
         )
     except StackError as err:
         raise UsageError(str(err)) from None
+
+
+def cmd_notify_test(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from pathlib import Path
+
+    from exporter.ops.notify import notify_test
+    from exporter.ops.services import LOCAL_HOST, service_ports
+
+    url = args.alertmanager or f"http://{LOCAL_HOST}:{service_ports(config)['alertmanager']}"
+    log_path = Path(args.log) if args.log else Path("logs/alertmanager.log")
+    if args.log and not log_path.is_file():
+        raise CommandError(f"--log {args.log}: no such file")
+    outcomes = notify_test(
+        url,
+        args.severity,
+        timeout=args.timeout,
+        log_path=log_path if log_path.is_file() else None,
+    )
+    return 0 if all(o.delivered for o in outcomes) else 1
+
+
+def cmd_status(args: argparse.Namespace, config: MonitoringConfig) -> int:
+    from pathlib import Path
+
+    from exporter.ops.facts import gather_facts
+    from exporter.ops.plan import plan_stack
+    from exporter.ops.status import planned_state, read_state, stack_status
+
+    workdir = Path.cwd()
+    running = read_state(workdir)
+    planned = []
+    if running is None:
+        plan = plan_stack(
+            config,
+            services=None,
+            no_monitoring=False,
+            facts=gather_facts(workdir / "secrets"),
+            config_path=None,
+            workdir=workdir,
+        )
+        planned = planned_state(plan)
+    lines, healthy = stack_status(running, planned, time.time())
+    for line in lines:
+        print(line)
+    return 0 if healthy else 1

@@ -1,7 +1,10 @@
 """The `churn-monitor` command line (also `python -m exporter`): parser and entry point.
 
 Bad arguments or config: one line naming the field and the problem, exit status 2,
-nothing started and nothing written. The commands live in :mod:`exporter.cli.commands`.
+nothing started and nothing written. Any other failure of a command (a missing file, no
+registered model, a database or registry that does not answer, a port in use): one line
+on stderr naming the thing and what to do, exit status 1; the traceback only with
+``--verbose``. The commands live in :mod:`exporter.cli.commands`.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from exporter import __version__
 from exporter.cli import commands
-from exporter.cli.errors import UsageError
+from exporter.cli.errors import UsageError, describe
 from exporter.config import ConfigError, MonitoringConfig, load_config
 from exporter.domain import schema
 from exporter.domain.scenarios import SCENARIOS
@@ -326,6 +330,50 @@ def _add_up(sub: Subparsers) -> None:
     )
 
 
+def _add_notify_test_and_status(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "notify-test",
+        commands.cmd_notify_test,
+        "send a test alert through Alertmanager and report its delivery per receiver",
+        description="Post ChurnNotificationTest with the given severity to Alertmanager's "
+        "v2 API, follow each receiver the severity routes to in Alertmanager's "
+        "notification counters, print one line per receiver (delivered, or failed with "
+        "the reason from Alertmanager's log), then resolve the alert. Exit 0 only if "
+        "every receiver got it (docs/runbook.md#alert-delivery).",
+    )
+    p.add_argument("--severity", choices=("critical", "warning", "info"), default="critical")
+    p.add_argument(
+        "--alertmanager",
+        metavar="URL",
+        help="Alertmanager's base URL (default: the one `up` runs, on its configured port)",
+    )
+    p.add_argument(
+        "--log",
+        metavar="FILE",
+        help="Alertmanager's log, where it names why a delivery failed "
+        "(default: logs/alertmanager.log when it exists)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=120.0,
+        metavar="S",
+        help="give up waiting for the deliveries after S seconds (default: 120)",
+    )
+
+    _command(
+        sub,
+        "status",
+        commands.cmd_status,
+        "show the local stack: each service's state, version and restarts",
+        description="One table of the services `up` runs here (data/stack/state.json), "
+        "or of the configured URLs when no `up` runs: URL, state from the health "
+        "endpoint, version or model version, restarts; and the last success of each "
+        "exporter task. Exit 1 when a service is down or not ready.",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, each with its ``func``."""
     parser = argparse.ArgumentParser(
@@ -333,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drift and model-quality monitoring for a customer-churn classifier.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        dest="global_verbose",
+        action="store_true",
+        help="log at DEBUG level and show the traceback of a failure (also after COMMAND)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _add_setup,
@@ -346,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_promote,
         _add_sinks_and_outbox,
         _add_up,
+        _add_notify_test_and_status,
     ):
         add(sub)
     return parser
@@ -380,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `churn-monitor ARGV`; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbose = args.verbose or args.global_verbose
     try:
         config = load_config(args.config)
     except ConfigError as err:
@@ -392,3 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"churn-monitor: error: {err}\n")
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"churn-monitor {args.command}: {describe(err)}", file=sys.stderr)
+        return 1

@@ -144,8 +144,25 @@ def _check_sqlite_exists(uri: str) -> None:
         )
 
 
+def check_server_answers(uri: str) -> None:
+    """A tracking server that does not answer would keep MLflow retrying for minutes:
+    refuse at once (one connection attempt, a few seconds at most)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import httpx
+
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=5.0)
+    except httpx.TransportError as err:
+        raise ModelUnavailable(
+            f"model.tracking_uri: {safe_url(uri)} does not answer ({_reason(err)}): start "
+            "the MLflow server, or fix model.tracking_uri"
+        ) from err
+
+
 def _client(uri: str) -> MlflowClient:
     _check_sqlite_exists(uri)
+    check_server_answers(uri)
     uri = absolute_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

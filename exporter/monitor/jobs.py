@@ -44,7 +44,14 @@ def run_job(job: Job, store: StoreWriter) -> bool:
         store.publish(job.name, snapshot)
     except Exception as err:
         duration = time.perf_counter() - started
-        log.exception("job %s failed after %.2fs", job.name, duration)
+        # one line; the traceback at DEBUG (--verbose, LOG_LEVEL=DEBUG)
+        log.error(
+            "job %s failed after %.2fs: %s",
+            job.name,
+            duration,
+            err,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
         store.record(job.name, ok=False, duration=duration, at=time.time(), error=str(err))
         return False
     duration = time.perf_counter() - started

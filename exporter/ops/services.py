@@ -53,6 +53,10 @@ class StackError(ValueError):
     """A bad request (unknown service, nothing left to start): exit status 2."""
 
 
+class PortsInUse(Exception):
+    """A port the stack needs is taken: nothing is started (exit status 1)."""
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """One child process of the stack."""

@@ -3,7 +3,9 @@
 :class:`Supervisor` starts each child in its own session (so its process group is its
 pid), logs it to ``logs/<service>.log``, polls the health endpoints against a deadline,
 and stops every group it started: SIGTERM, then SIGKILL after a grace period. A group
-counts as alive while /proc shows a live (not zombie) process in it.
+counts as alive while /proc shows a live (not zombie) process in it. A server that exits
+on its own is restarted under a :class:`RestartPolicy` (exponential backoff; too many
+crashes in a short period raise :class:`CrashLoop`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -127,6 +130,42 @@ class Stopping(Exception):
     """SIGTERM or Ctrl-C arrived: stop what was started."""
 
 
+class CrashLoop(Exception):
+    """A server crashed too often in a short period: the stack stops."""
+
+    def __init__(self, child: Child, crashes: int, window: float) -> None:
+        super().__init__(
+            f"{child.spec.name}: crashed {crashes} times within {window:g}s "
+            f"(last exit status {child.popen.returncode})"
+        )
+        self.service = child.spec.name
+
+
+@dataclass
+class RestartPolicy:
+    """When a crashed server is started again: after `backoff` seconds, doubled on each
+    crash still within `window` seconds, at most `backoff_max`; never once it has crashed
+    `max_crashes` times within `window` seconds."""
+
+    max_crashes: int = 5
+    window: float = 300.0
+    backoff: float = 1.0
+    backoff_max: float = 30.0
+    #: Service -> monotonic times of its recent crashes.
+    crashes: dict[str, deque[float]] = field(default_factory=dict)
+
+    def crash(self, service: str, now: float) -> float | None:
+        """Record a crash of `service` at `now`; the delay before its restart, or None
+        when it must not be restarted."""
+        recent = self.crashes.setdefault(service, deque())
+        recent.append(now)
+        while recent and recent[0] < now - self.window:
+            recent.popleft()
+        if len(recent) >= self.max_crashes:
+            return None
+        return float(min(self.backoff * 2 ** (len(recent) - 1), self.backoff_max))
+
+
 #: Outcome of a health wait: ``ok``, ``not-ready`` or ``failed``, and a detail.
 Readiness = tuple[str, str]
 
@@ -142,13 +181,17 @@ class Supervisor:
         grace: float = GRACE_SECONDS,
         cwd: Path | None = None,
         stop: threading.Event | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.out = out
         self.grace = grace
         self.cwd = cwd
         self.stop = stop or threading.Event()
+        self.policy = policy or RestartPolicy()
         self.children: list[Child] = []
+        #: Service -> how often it was restarted.
+        self.restarts: Counter[str] = Counter()
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -196,11 +239,35 @@ class Supervisor:
                 return child.popen.returncode
         return 0
 
+    def restart(self, child: Child) -> Child:
+        """Start the server `child`, which exited, again after its backoff (interruptible);
+        raise :class:`CrashLoop` when the policy allows no more restarts."""
+        name = child.spec.name
+        delay = self.policy.crash(name, time.monotonic())
+        if delay is None:
+            raise CrashLoop(child, self.policy.max_crashes, self.policy.window)
+        self.out(
+            f"{name}: exited with status {child.popen.returncode}; restarting in {delay:g}s "
+            f"(restart {self.restarts[name] + 1}; see {self.log_path(name)})"
+        )
+        # what is left of its group (a worker process) goes before the new one starts
+        if group_alive(child.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+        child.log.close()
+        self.children.remove(child)
+        self.stop.wait(delay)
+        self.check()
+        new = self.spawn(child.spec, child.spec.argv, append=True)
+        self.restarts[name] += 1
+        return new
+
     def wait_ready(self, children: Sequence[Child]) -> dict[str, Readiness]:
-        """Poll each child's health URL until 200, exit or deadline (interruptible).
+        """Poll each child's health URL until 200, exit or deadline (interruptible); a
+        child that exits meanwhile is restarted (:meth:`restart`).
 
         Returns service -> (outcome, detail) with outcome ``ok``, ``not-ready`` (it
-        answers, but not 200, at the deadline) or ``failed`` (exited or never answered).
+        answers, but not 200, at the deadline) or ``failed`` (never answered).
         """
         start = time.monotonic()
         pending = {c.spec.name: c for c in children if c.spec.health_url}
@@ -208,6 +275,9 @@ class Supervisor:
         while pending:
             self.check()
             for name, child in list(pending.items()):
+                if child.popen.poll() is not None:
+                    pending[name] = self.restart(child)
+                    continue
                 outcome = _readiness(child, start)
                 if outcome is not None:
                     result[name] = outcome
@@ -246,8 +316,6 @@ def _readiness(child: Child, start: float) -> Readiness | None:
     None while it may still get ready."""
     spec = child.spec
     assert spec.health_url is not None
-    if child.popen.poll() is not None:
-        return ("failed", f"exited with status {child.popen.returncode}")
     status = probe(spec.health_url)
     if status == 200:
         return ("ok", "")

@@ -4,7 +4,10 @@
 :func:`~exporter.ops.facts.gather_facts`), writes the rendered configs, starts the
 one-shots, then the servers, then the clients through a
 :class:`~exporter.ops.supervisor.Supervisor`, prints the services' URLs and log files,
-and turns SIGTERM and Ctrl-C into a clean stop: nothing it started outlives it.
+and turns SIGTERM and Ctrl-C into a clean stop: nothing it started outlives it. A server
+that exits on its own is restarted (the config's restart policy, ``stack.restart_*``);
+one that crashes too often stops the stack, and `up` exits 1 naming it. The state of
+every service is kept in ``data/stack/state.json`` for `churn-monitor status`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,18 @@ from exporter.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, MonitoringConfig
 from exporter.ops import promconfig
 from exporter.ops.facts import gather_facts
 from exporter.ops.plan import StackPlan, plan_stack
-from exporter.ops.services import LOCAL_HOST, ServiceSpec
-from exporter.ops.supervisor import GRACE_SECONDS, Child, Stopping, Supervisor, port_in_use
+from exporter.ops.services import LOCAL_HOST, PortsInUse, ServiceSpec
+from exporter.ops.status import STATE_FILE, ServiceState, write_state
+from exporter.ops.supervisor import (
+    GRACE_SECONDS,
+    Child,
+    CrashLoop,
+    RestartPolicy,
+    Stopping,
+    Supervisor,
+    port_in_use,
+    probe,
+)
 
 #: A signal handler as :func:`signal.signal` returns it.
 Handler = Callable[[int, FrameType | None], Any] | int | None
@@ -53,21 +66,27 @@ def _relative(path: Path, workdir: Path) -> str:
         return str(path)
 
 
-def format_table(plan: StackPlan, workdir: Path, status: Mapping[str, str]) -> str:
-    """The services, their URLs, state and log files as an aligned text table."""
-    rows = [("service", "url", "state", "log")]
+def format_table(
+    plan: StackPlan,
+    workdir: Path,
+    status: Mapping[str, str],
+    restarts: Mapping[str, int] | None = None,
+) -> str:
+    """The services, their URLs, state, restarts and log files as an aligned text table."""
+    rows = [("service", "url", "state", "restarts", "log")]
     for spec in plan.services:
         rows.append(
             (
                 spec.name,
                 spec.url or "-",
                 status.get(spec.name, "-"),
+                str((restarts or {}).get(spec.name, 0)),
                 _relative(plan.log_path(spec.name), workdir),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
-        "  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row))
+        "  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row))
         for row in rows
     )
 
@@ -85,19 +104,19 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-def _ports_free(plan: StackPlan, say: Callable[[str], None]) -> bool:
-    """True when every port of the plan is free; else say which are busy."""
+def _check_ports(plan: StackPlan) -> None:
+    """Raise PortsInUse naming every port of the plan that something else holds."""
     busy = [
-        (spec, number)
+        f"{number} ({spec.name})"
         for spec in plan.services
         for number in ((spec.port,) if spec.port is not None else ()) + spec.extra_ports
         if port_in_use(LOCAL_HOST, number)
     ]
-    for spec, number in busy:
-        say(f"{spec.name}: port {number} on {LOCAL_HOST} is already in use")
     if busy:
-        say("nothing started (free the ports, or set other ones in the config or with --port)")
-    return not busy
+        raise PortsInUse(
+            f"port {', '.join(busy)} on {LOCAL_HOST} already in use; nothing started (stop "
+            "what listens there, or set another port in the config or with --port SERVICE=PORT)"
+        )
 
 
 @contextlib.contextmanager
@@ -128,9 +147,9 @@ def up(
 ) -> int:
     """Start the stack, print its URLs, run until SIGTERM or Ctrl-C, stop every child.
 
-    Returns 0 after a requested stop, 1 when a service failed to start or every server
-    exited on its own; raises StackError (exit 2) for a bad request, before starting
-    anything.
+    Returns 0 after a requested stop, 1 when a service failed to start or crashed too
+    often; raises StackError (exit 2) for a bad request and PortsInUse when a port is
+    taken, before starting anything.
     """
     workdir = (workdir or Path.cwd()).resolve()
     say = out or _print
@@ -149,22 +168,36 @@ def up(
     if not plan.services:
         say("nothing to start")
         return 1
-    if not _ports_free(plan, say):
-        return 1
+    _check_ports(plan)
     for path, content in plan.files.items():
         promconfig.write_config(content, path)
 
     stop = threading.Event()
-    supervisor = Supervisor(plan.log_dir, out=say, grace=grace, cwd=workdir, stop=stop)
+    stack = config.stack
+    policy = RestartPolicy(
+        max_crashes=stack.restart_max_crashes,
+        window=stack.restart_window_seconds,
+        backoff=stack.restart_backoff_seconds,
+        backoff_max=stack.restart_backoff_max_seconds,
+    )
+    supervisor = Supervisor(
+        plan.log_dir, out=say, grace=grace, cwd=workdir, stop=stop, policy=policy
+    )
     with _stop_on_signals(stop):
         try:
             return _Run(plan, supervisor, workdir, say).run()
         except Stopping:
             return 0
+        except CrashLoop as err:
+            log = _relative(plan.log_path(err.service), workdir)
+            say(f"{err}: stopping everything; last lines of {log}:")
+            say(_tail(plan.log_path(err.service)))
+            return 1
         finally:
             if supervisor.children:
                 say("stopping: " + ", ".join(c.spec.name for c in reversed(supervisor.children)))
             supervisor.stop_all()
+            (workdir / STATE_FILE).unlink(missing_ok=True)
             say("stopped")
 
 
@@ -181,6 +214,26 @@ class _Run:
 
     def log(self, name: str) -> str:
         return _relative(self.plan.log_path(name), self.workdir)
+
+    def set(self, name: str, state: str) -> None:
+        """Record `name`'s state and save every service's for `churn-monitor status`."""
+        self.status[name] = state
+        pids = {c.spec.name: c.pid for c in self.supervisor.children}
+        write_state(
+            self.workdir,
+            [
+                ServiceState(
+                    s.name,
+                    s.kind,
+                    s.url,
+                    s.health_url,
+                    pids.get(s.name),
+                    self.status.get(s.name, "-"),
+                    self.supervisor.restarts[s.name],
+                )
+                for s in self.plan.services
+            ],
+        )
 
     def failed(self, spec: ServiceSpec, detail: str) -> int:
         self.say(f"{spec.name}: {detail}; last lines of {self.log(spec.name)}:")
@@ -204,12 +257,14 @@ class _Run:
                 return self.failed(spec, f"cannot start {spec.argv[0]}: {err.strerror or err}")
         if servers:
             self.say("starting: " + ", ".join(c.spec.name for c in servers) + " ...")
+            for child in servers:
+                self.set(child.spec.name, "starting")
         outcome = self.supervisor.wait_ready(servers)
         for child in servers:
             state, detail = outcome.get(child.spec.name, ("ok", ""))
             if state == "failed":
                 return self.failed(child.spec, detail)
-            self.status[child.spec.name] = "ready" if state == "ok" else "running, not ready"
+            self.set(child.spec.name, "ready" if state == "ok" else "running, not ready")
             if state == "not-ready":
                 self.say(f"{child.spec.name}: running but not ready ({detail}); see its log")
         self.start_clients()
@@ -225,7 +280,7 @@ class _Run:
             return self.failed(spec, f"cannot start {spec.argv[0]}: {err.strerror or err}")
         if code != 0:
             return self.failed(spec, f"exited with status {code}")
-        self.status[spec.name] = "done"
+        self.set(spec.name, "done")
         self.say(f"{spec.name}: done")
         return 0
 
@@ -234,15 +289,15 @@ class _Run:
         for spec in self.of_kind("client"):
             blocked = [a for a in spec.after if self.status.get(a) != "ready"]
             if blocked:
-                self.status[spec.name] = "not started"
+                self.set(spec.name, "not started")
                 self.say(f"{spec.name}: not started ({', '.join(blocked)} not ready)")
                 continue
             self.supervisor.spawn(spec, spec.argv)
-            self.status[spec.name] = "running"
+            self.set(spec.name, "running")
 
     def announce(self) -> None:
         self.say("")
-        self.say(format_table(self.plan, self.workdir, self.status))
+        self.say(format_table(self.plan, self.workdir, self.status, self.supervisor.restarts))
         self.say("")
         if self.status.get("sinks") == "ready":
             self.say(
@@ -251,22 +306,35 @@ class _Run:
         self.say("Ctrl-C (or SIGTERM) stops everything.")
 
     def watch(self, had_servers: bool) -> int:
-        """Report children that exit; 1 once every server has exited, 0 once the clients
-        of a stack without servers are done (a stop raises :class:`Stopping`)."""
+        """Restart servers that exit and report clients that exit, until a stop
+        (:class:`Stopping`) or a crash loop (:class:`CrashLoop`); 0 once the clients of a
+        stack without servers are done."""
         supervisor = self.supervisor
         while True:
             supervisor.check()
-            running_servers = 0
-            for child in supervisor.children:
+            for child in list(supervisor.children):
+                name = child.spec.name
                 if child.alive():
-                    running_servers += child.spec.kind == "server"
+                    self.follow(child)
+                elif child.spec.kind == "server":
+                    self.set(name, "restarting")
+                    supervisor.restart(child)
+                    self.set(name, "starting")
                 elif not child.reported:
                     child.reported = True
-                    name, status = child.spec.name, child.popen.returncode
+                    self.set(name, f"exited ({child.popen.returncode})")
+                    status = child.popen.returncode
                     self.say(f"{name}: exited with status {status}; see {self.log(name)}")
-            if had_servers and running_servers == 0:
-                self.say("every server has exited")
-                return 1
             if not had_servers and not any(c.alive() for c in supervisor.children):
                 return 0
             supervisor.stop.wait(0.5)
+
+    def follow(self, child: Child) -> None:
+        """A restarted server that answers its health check again is ready."""
+        spec = child.spec
+        if self.status.get(spec.name) != "starting" or spec.health_url is None:
+            return
+        if probe(spec.health_url, timeout=1.0) == 200:
+            self.set(spec.name, "ready")
+            restarts = self.supervisor.restarts[spec.name]
+            self.say(f"{spec.name}: ready again (restarts: {restarts})")
