@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,48 +98,55 @@ def requests_by_replica(url: str) -> float:
     )
 
 
-def spread(
-    urls: list[str], path: str, bodies: list[bytes], clients: int
+async def _post_all(
+    port: int, path: str, bodies: list[bytes]
 ) -> tuple[Counter[int], list[dict[str, Any]], list[str]]:
-    """POST `bodies` to `path` from `clients` keep-alive clients, client k on replica
-    k mod len(urls): the status counts, the 2xx answers, and the first errors."""
+    """One keep-alive HTTP/1.1 client: POST each body in turn and read each answer."""
     statuses: Counter[int] = Counter()
     answers: list[dict[str, Any]] = []
     problems: list[str] = []
-    lock = threading.Lock()
-    go = threading.Event()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for body in bodies:
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            status = int(head.split(" ", 2)[1])
+            length = int(head.lower().split("content-length:", 1)[1].split("\r\n", 1)[0])
+            answer = await reader.readexactly(length)
+            statuses[status] += 1
+            if 200 <= status < 300:
+                answers.append(json.loads(answer))
+            elif len(problems) < 5:
+                problems.append(f"{status}: {answer[:200]!r}")
+    finally:
+        writer.close()
+    return statuses, answers, problems
 
-    def client(k: int) -> None:
-        mine = bodies[k::clients]
-        codes: Counter[int] = Counter()
-        got: list[dict[str, Any]] = []
-        headers = {"content-type": "application/json"}
-        with httpx.Client(base_url=urls[k % len(urls)], timeout=60) as http:
-            go.wait()
-            for body in mine:
-                try:
-                    response = http.post(path, content=body, headers=headers)
-                except httpx.HTTPError as err:
-                    with lock:
-                        problems.append(repr(err))
-                    continue
-                codes[response.status_code] += 1
-                if response.is_success:
-                    got.append(response.json())
-                elif len(problems) < 5:
-                    with lock:
-                        problems.append(f"{response.status_code}: {response.text[:200]}")
-        with lock:
-            statuses.update(codes)
-            answers.extend(got)
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    go.set()
-    for thread in threads:
-        thread.join(600)
-    assert not any(t.is_alive() for t in threads), "clients still running after 600 s"
+def spread(
+    ports: list[int], path: str, bodies: list[bytes], clients: int
+) -> tuple[Counter[int], list[dict[str, Any]], list[str]]:
+    """POST `bodies` to `path` from `clients` concurrent keep-alive clients (one event
+    loop: little client CPU taken from the replicas), client k on replica k mod
+    len(ports) and sending bodies k, k + clients, ...: the status counts, the 2xx
+    answers, and the first errors."""
+
+    async def run() -> list[tuple[Counter[int], list[dict[str, Any]], list[str]]]:
+        return await asyncio.gather(
+            *(_post_all(ports[k % len(ports)], path, bodies[k::clients]) for k in range(clients))
+        )
+
+    statuses: Counter[int] = Counter()
+    answers: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for codes, got, errors in asyncio.run(asyncio.wait_for(run(), 600)):
+        statuses.update(codes)
+        answers.extend(got)
+        problems.extend(errors)
     return statuses, answers, problems
 
 
@@ -167,7 +174,8 @@ def test_four_replicas_on_postgresql_log_each_answer_once_and_join_every_label(
         bodies = [
             json.dumps(c).encode() for c in customers(PREDICTIONS, seed=43, id_offset=5_000_000)
         ]
-        statuses, answers, problems = spread(urls, "/predict", bodies, CLIENTS)
+        ports = [port + i for i in range(WORKERS)]
+        statuses, answers, problems = spread(ports, "/predict", bodies, CLIENTS)
         assert not problems, problems[:5]
         assert statuses == {200: PREDICTIONS}, statuses
         ids = [a["prediction_id"] for a in answers]
@@ -189,7 +197,7 @@ def test_four_replicas_on_postgresql_log_each_answer_once_and_join_every_label(
         feedback = [
             json.dumps({"prediction_id": p, "actual": y}).encode() for p, y in labels.items()
         ]
-        statuses, _, problems = spread(urls, "/feedback", feedback, CLIENTS)
+        statuses, _, problems = spread(ports, "/feedback", feedback, CLIENTS)
         assert not problems, problems[:5]
         assert statuses == {201: PREDICTIONS}, statuses
         joined = fetch_rows(pg_log, predlog.labelled_query(columns=["id"]))
