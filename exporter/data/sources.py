@@ -8,11 +8,14 @@ Problems raise `SourceError` with a message naming the path, table or column.
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from exporter.config import CurrentSourceConfig
 from exporter.data.dburl import safe_url
@@ -93,9 +96,7 @@ def _load_files(source: CurrentSourceConfig) -> pd.DataFrame:
 
 
 def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
-    shown = safe_url(source.url)  # in messages: no password
-    engine = make_engine(source.url)
-    try:
+    with log_engine(source) as engine:
         table = sa.Table(source.table, sa.MetaData(), autoload_with=engine)
         query = sa.select(table).order_by(table.c.ts.desc())
         if source.window_hours is not None:
@@ -104,12 +105,7 @@ def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
             query = query.limit(source.window_rows)
         with engine.connect() as conn:
             raw = pd.read_sql(query, conn)
-    except sa.exc.NoSuchTableError:
-        raise SourceError(f"{shown}: table {source.table!r} does not exist") from None
-    except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{shown}: {_reason(err)}") from None
-    finally:
-        engine.dispose()
+    shown = safe_url(source.url)
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN}).iloc[::-1]
     return _schema_frame(raw.reset_index(drop=True), f"{shown} table {source.table}")
 
@@ -128,9 +124,7 @@ def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) 
     its prediction is inside the window. A prediction labelled several times counts
     once, with its newest label (:func:`exporter.data.predlog.newest_labels`).
     """
-    shown = safe_url(source.url)  # in messages: no password
-    engine = make_engine(source.url)
-    try:
+    with log_engine(source) as engine:
         meta = sa.MetaData()
         query = labelled_query(
             now - window_hours * 3600.0,
@@ -139,14 +133,8 @@ def load_labelled(source: CurrentSourceConfig, now: float, window_hours: float) 
         )
         with engine.connect() as conn:
             raw = pd.read_sql(query, conn)
-    except sa.exc.NoSuchTableError as err:
-        raise SourceError(f"{shown}: table {err} does not exist") from None
-    except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{shown}: {_reason(err)}") from None
-    finally:
-        engine.dispose()
     raw = raw.rename(columns={"customer_id": schema.ID_COLUMN})
-    return _schema_frame(raw, f"{shown} table {source.table} with feedback")
+    return _schema_frame(raw, f"{safe_url(source.url)} table {source.table} with feedback")
 
 
 def shadowed(frame: pd.DataFrame, champion_version: str, challenger_version: str) -> pd.DataFrame:
@@ -162,6 +150,23 @@ def shadowed(frame: pd.DataFrame, champion_version: str, challenger_version: str
         & np.isfinite(frame[CHALLENGER_SCORE].to_numpy(dtype=float))
     )
     return frame[keep.to_numpy()].reset_index(drop=True)
+
+
+@contextmanager
+def log_engine(source: CurrentSourceConfig) -> Iterator[Engine]:
+    """An engine on the prediction log of `source`, disposed on exit. A missing table or
+    any database error inside becomes a `SourceError` naming the URL (no password) and
+    the table, or the error's class and the driver's message."""
+    shown = safe_url(source.url)  # in messages: no password
+    engine = make_engine(source.url)
+    try:
+        yield engine
+    except sa.exc.NoSuchTableError as err:
+        raise SourceError(f"{shown}: table {str(err)!r} does not exist") from None
+    except sa.exc.SQLAlchemyError as err:
+        raise SourceError(f"{shown}: {_reason(err)}") from None
+    finally:
+        engine.dispose()
 
 
 def _reason(err: sa.exc.SQLAlchemyError) -> str:

@@ -54,8 +54,8 @@ from sqlalchemy.engine import Connection
 from exporter.config import CurrentSourceConfig
 from exporter.data.dburl import safe_url
 from exporter.data.loader import DataSchemaError, normalize_frame
-from exporter.data.predlog import labelled_query, make_engine
-from exporter.data.sources import ACTUAL, SourceError, _reason
+from exporter.data.predlog import labelled_query
+from exporter.data.sources import ACTUAL, SourceError, log_engine
 from exporter.domain import schema
 from exporter.stats.drift.inputs import category_key
 
@@ -376,27 +376,21 @@ def read_window_columns(
     """The current window of the prediction log (`source`, at Unix time `now`): the
     `numeric` columns as arrays, the `categorical` features' counts and, with `rows`,
     their per-row codes. None when the frame path must read it (module notes)."""
-    shown = safe_url(source.url)  # in messages: no password
-    engine = make_engine(source.url)
     try:
-        table = sa.Table(source.table, sa.MetaData(), autoload_with=engine)
-        _check_table(table, numeric, categorical)
-        options: dict[str, Any] = {}
-        if engine.dialect.name == "postgresql":
-            options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-        with engine.connect().execution_options(**options) as conn:
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN")  # one snapshot for both statements
-            return _read(conn, table, source, now, numeric, categorical, rows)
+        with log_engine(source) as engine:
+            table = sa.Table(source.table, sa.MetaData(), autoload_with=engine)
+            _check_table(table, numeric, categorical)
+            options: dict[str, Any] = {}
+            if engine.dialect.name == "postgresql":
+                options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+            with engine.connect().execution_options(**options) as conn:
+                if engine.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN")  # one snapshot for both statements
+                return _read(conn, table, source, now, numeric, categorical, rows)
     except _NotServed as why:
+        shown = safe_url(source.url)
         log.debug("%s table %s: the window is read as a frame: %s", shown, source.table, why)
         return None
-    except sa.exc.NoSuchTableError:
-        raise SourceError(f"{shown}: table {source.table!r} does not exist") from None
-    except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{shown}: {_reason(err)}") from None
-    finally:
-        engine.dispose()
 
 
 def read_labelled_columns(
@@ -406,31 +400,25 @@ def read_labelled_columns(
     `window_hours` that have feedback, each with its newest label, oldest first: the
     rows of :func:`exporter.data.sources.load_labelled`, as arrays. None when the frame
     path must read them (module notes)."""
-    shown = safe_url(source.url)
-    engine = make_engine(source.url)
     try:
-        meta = sa.MetaData()
-        table = sa.Table(source.table, meta, autoload_with=engine)
-        _check_table(table, numeric, ())
-        query = labelled_query(
-            now - window_hours * 3600.0,
-            predictions_table=table,
-            feedback_table=sa.Table("feedback", meta, autoload_with=engine),
-            columns=("ts", *numeric),
-        ).subquery("l")
-        with engine.connect() as conn:
-            selected = [_as_double(conn, query.c[name]) for name in (*numeric, ACTUAL)]
-            ordered = sa.select(*selected).order_by(query.c.ts)
-            arrays = _fetch_arrays(conn, ordered, ["f8"] * len(selected))
+        with log_engine(source) as engine:
+            meta = sa.MetaData()
+            table = sa.Table(source.table, meta, autoload_with=engine)
+            _check_table(table, numeric, ())
+            query = labelled_query(
+                now - window_hours * 3600.0,
+                predictions_table=table,
+                feedback_table=sa.Table("feedback", meta, autoload_with=engine),
+                columns=("ts", *numeric),
+            ).subquery("l")
+            with engine.connect() as conn:
+                selected = [_as_double(conn, query.c[name]) for name in (*numeric, ACTUAL)]
+                ordered = sa.select(*selected).order_by(query.c.ts)
+                arrays = _fetch_arrays(conn, ordered, ["f8"] * len(selected))
     except _NotServed as why:
+        shown = safe_url(source.url)
         log.debug("%s table %s: the labels are read as a frame: %s", shown, source.table, why)
         return None
-    except sa.exc.NoSuchTableError as err:
-        raise SourceError(f"{shown}: table {err} does not exist") from None
-    except sa.exc.SQLAlchemyError as err:
-        raise SourceError(f"{shown}: {_reason(err)}") from None
-    finally:
-        engine.dispose()
     values = dict(zip((*numeric, ACTUAL), arrays, strict=True))
     if any(np.isinf(v).any() for v in values.values()):
         return None
