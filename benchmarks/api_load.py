@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,14 +122,17 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def closed_loop(
-    host: str, port: int, bodies: list[bytes], clients: int, seconds: float
+    host: str, port: int | Sequence[int], bodies: list[bytes], clients: int, seconds: float
 ) -> dict[str, Any]:
+    """`clients` connections sending single predictions back to back for `seconds`;
+    with several ports (replicas), client k on ``port[k % len(port)]``."""
+    ports = [port] if isinstance(port, int) else list(port)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.perf_counter() + seconds
 
     async def client(k: int) -> None:
-        conn = Connection(host, port)
+        conn = Connection(host, ports[k % len(ports)])
         await conn.open()
         i = k
         try:

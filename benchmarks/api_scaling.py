@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_load import REPO, Connection, _bodies, _pct, _stop, _wait_healthy
+from api_load import REPO, _bodies, _stop, _wait_healthy, closed_loop
 from window_read import backends
 
 from tests.pg_fixtures import postgres_bindir
@@ -51,39 +50,6 @@ def free_run(n: int) -> int:
                     break
         if free:
             return first
-
-
-async def spread_loop(
-    ports: list[int], bodies: list[bytes], clients: int, seconds: float
-) -> dict[str, Any]:
-    """`clients` keep-alive clients for `seconds`, client k on ``ports[k % len]``."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    deadline = time.perf_counter() + seconds
-
-    async def client(k: int) -> None:
-        conn = Connection("127.0.0.1", ports[k % len(ports)])
-        await conn.open()
-        i = k
-        try:
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                status, _ = await conn.post("/predict", bodies[i % len(bodies)])
-                latencies.append(time.perf_counter() - start)
-                statuses[status] = statuses.get(status, 0) + 1
-                i += clients
-        finally:
-            await conn.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - start
-    return {
-        "rate": len(latencies) / elapsed,
-        "p50": _pct(latencies, 0.50),
-        "p99": _pct(latencies, 0.99),
-        "statuses": statuses,
-    }
 
 
 def run_replicas(
@@ -110,8 +76,8 @@ def run_replicas(
         for number in ports:
             _wait_healthy(f"http://127.0.0.1:{number}", 300, server)
         bodies = _bodies(5000, seed=7)
-        asyncio.run(spread_loop(ports, bodies, workers * 2, 2.0))  # warm-up
-        return asyncio.run(spread_loop(ports, bodies, args.clients, args.seconds))
+        asyncio.run(closed_loop("127.0.0.1", ports, bodies, workers * 2, 2.0))  # warm-up
+        return asyncio.run(closed_loop("127.0.0.1", ports, bodies, args.clients, args.seconds))
     finally:
         _stop(server)
         log.close()
