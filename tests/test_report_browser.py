@@ -22,12 +22,11 @@ import pytest
 
 from exporter.report.period import period_report
 
+from .chromium import headless_chromium
 from .report_fixtures import Passes, monitored_passes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 PAGE_TIMEOUT = 60
 DESKTOP = (1280, 1500)
 PHONE = (390, 844)
@@ -47,35 +46,15 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, i
 
 @pytest.fixture
 def browser(require_binary: Callable[[str], str], tmp_path: Path) -> Iterator[Any]:
-    require_binary(CHROMIUM)
-    require_binary(CHROMEDRIVER)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(PAGE_TIMEOUT)
-    try:
+    with headless_chromium(
+        require_binary,
+        tmp_path,
+        window=DESKTOP,
+        flags=["--hide-scrollbars"],
+        capabilities={"goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"}},
+    ) as driver:
+        driver.set_page_load_timeout(PAGE_TIMEOUT)
         yield driver
-    finally:
-        driver.quit()
 
 
 def requests(driver: Any) -> list[tuple[str, str]]:

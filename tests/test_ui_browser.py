@@ -19,13 +19,12 @@ import yaml  # noqa: E402
 from exporter.ui import form  # noqa: E402
 
 from .api_fixtures import LiveApi  # noqa: E402
+from .chromium import headless_chromium  # noqa: E402
 from .support import REPO, Process, churn_monitor, free_port, http_get, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.api_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 #: Seconds the page may take for a script run (the first loads the model for the
 #: what-if scores on a busy two-core machine).
 PAGE_TIMEOUT = 120
@@ -61,32 +60,8 @@ def live_ui(live_api: LiveApi, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser(require_binary: Callable[[str], str], tmp_path: Path) -> Iterator[Any]:
-    require_binary(CHROMIUM)
-    require_binary(CHROMEDRIVER)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1500,1800",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
+    with headless_chromium(require_binary, tmp_path, window=(1500, 1800)) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _wait(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
