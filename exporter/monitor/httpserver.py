@@ -64,10 +64,10 @@ class _Closed(Exception):
 
 
 class _Connection:
-    """One client connection: h11's state and the bytes read from the socket."""
+    """One client connection's reading side: h11's state and the request body read."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._body = bytearray()
         self._body_done = False
@@ -293,7 +293,7 @@ class ExporterServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection: its requests in turn, until either side closes it."""
-        conn = _Connection(reader, writer)
+        conn = _Connection(reader)
         self._open[writer] = asyncio.current_task()  # type: ignore[assignment]
         sock = writer.get_extra_info("socket")
         if sock is not None:
