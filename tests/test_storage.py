@@ -80,8 +80,8 @@ def test_schema_creation_is_idempotent_and_safe_when_processes_start_at_once(
 ) -> None:
     url = backend.url("log")
     # Several processes opening the stores at once (one engine each: their own
-    # connections). SQLite keeps its path, one opener at a time.
-    openers = 6 if backend.name == "postgresql" else 1
+    # connections), on a new database file for SQLite.
+    openers = 6
     barrier = threading.Barrier(openers)
     errors: list[BaseException] = []
 

@@ -4,13 +4,16 @@ The prediction log and the history are selected by URL alone (``sqlite:///...`` 
 ``postgresql+psycopg://user@host/db``); this module holds the few places where the two
 differ.
 
-* **Schema creation** (:func:`create_schema`). On PostgreSQL every process that opens a
-  store runs ``metadata.create_all`` and its migrations in one transaction holding a
-  transaction-level advisory lock (``pg_advisory_xact_lock``): several API replicas or
-  exporters starting at once create the tables exactly once, and the others, waiting on
-  the lock, then find them (DDL is transactional in PostgreSQL, and each statement of a
-  READ COMMITTED transaction sees what committed before it). SQLite keeps its path:
-  ``create_all`` on the engine, and migrations that tolerate a concurrent twin.
+* **Schema creation** (:func:`create_schema`). Every process that opens a store runs
+  ``metadata.create_all`` and its migrations in one transaction that holds the schema
+  lock (:func:`schema_transaction`): several API replicas, exporters or CLI commands
+  starting at once create the tables exactly once, and the others, waiting on the
+  lock, then find them. DDL is transactional in both databases. On PostgreSQL the
+  lock is a transaction-level advisory lock (``pg_advisory_xact_lock``; each statement
+  of a READ COMMITTED transaction sees what committed before it). On SQLite it is the
+  database's write lock, taken by ``BEGIN IMMEDIATE`` before the existence checks:
+  without it two processes both find a table missing and the second ``CREATE TABLE``
+  fails with "table ... already exists".
 * **Ordered appends** (:func:`append_lock`). A reader that follows a table by an
   increasing key (:mod:`exporter.data.logtail`) needs keys that become visible in key
   order. SQLite serialises writers, so its rowids do. PostgreSQL draws identity values
@@ -22,7 +25,8 @@ differ.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -55,20 +59,28 @@ def append_lock(conn: Connection, table: str) -> None:
     xact_lock(conn, f"append:{table}")
 
 
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection whose transaction holds the schema lock (module notes), committed
+    when the block ends and rolled back if it raises. The lock waits for its holder
+    (on SQLite up to the engine's busy timeout)."""
+    with engine.connect() as conn:
+        if is_postgresql(conn):
+            xact_lock(conn, SCHEMA_LOCK)
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn  # an exception closes the connection, which rolls back
+        conn.commit()
+
+
 def create_schema(
     engine: Engine,
     metadata: sa.MetaData,
     migrate: Callable[[Connection], object] | None = None,
 ) -> None:
-    """Create `metadata`'s missing tables (with their indexes), then run `migrate` on a
-    connection, on PostgreSQL all in one transaction under the schema lock. On SQLite,
-    ``create_all`` runs on the engine and `migrate` is left to the caller (its own
-    migration path tolerates a concurrent twin)."""
-    if not is_postgresql(engine):
-        metadata.create_all(engine)
-        return
-    with engine.begin() as conn:
-        xact_lock(conn, SCHEMA_LOCK)
+    """Create `metadata`'s missing tables (with their indexes), then run `migrate` on the
+    same connection, all in one transaction under the schema lock."""
+    with schema_transaction(engine) as conn:
         metadata.create_all(conn)
         if migrate is not None:
             migrate(conn)

@@ -1,8 +1,8 @@
 """The monitoring history: what fired, what each run measured, what was done about it.
 
 SQLAlchemy Core tables in one database, selected by URL alone: SQLite by default, or
-PostgreSQL (``postgresql+psycopg://user@host/db``); `open_history` creates the tables,
-on PostgreSQL under an advisory lock, so processes starting at once are safe
+PostgreSQL (``postgresql+psycopg://user@host/db``); `open_history` creates the tables
+under the schema lock, so processes starting at once are safe
 (:func:`exporter.data.dbschema.create_schema`):
 
 * ``alerts``: one row per alert episode and status, as Alertmanager notified it
