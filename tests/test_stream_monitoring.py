@@ -20,7 +20,7 @@ from exporter.config import ConfigError, MonitoringConfig, parse_config
 from exporter.data import predlog, synthetic
 from exporter.data.logtail import read_since, read_window
 from exporter.data.sources import load_current, load_reference
-from exporter.domain.model import ModelRef
+from exporter.domain.model import UNRESOLVED, ModelRef
 from exporter.monitor.collector import STREAMING_BUILDERS, SnapshotCollector
 from exporter.monitor.reference_job import ReferenceCache
 from exporter.monitor.store import SnapshotStore
@@ -303,6 +303,47 @@ def test_a_new_model_version_rebuilds_the_window(setup) -> None:
     log.predict(10)
     assert job.run().result.n_current == 130
     assert job.rebuilds == 2
+
+
+class UnresolvedModel(FixedModel):
+    """A model whose alias no job has resolved yet; `refresh` resolves it (or fails
+    while `down`)."""
+
+    def __init__(self) -> None:
+        super().__init__(UNRESOLVED)
+        self.refreshes = 0
+        self.down = False
+
+    def refresh(self) -> bool:
+        self.refreshes += 1
+        if self.down:
+            raise ConnectionError("registry down")
+        changed = self.ref.version == UNRESOLVED
+        self.ref = ModelRef(name="churn-model", version="1", run_id="r")
+        return changed
+
+
+def test_the_first_run_resolves_the_model_so_the_window_is_built_once(setup) -> None:
+    config, log = setup
+    model = UnresolvedModel()
+    job = StreamJob(config, ReferenceCache(config.data.reference_path), model=model)
+    log.predict(120)
+    assert job.run().model.version == "1"
+    log.predict(10)
+    job.run()
+    assert (model.refreshes, job.rebuilds) == (1, 1)  # later runs leave it to the full jobs
+
+
+def test_with_the_registry_down_the_window_is_built_and_rebuilt_once_it_answers(setup) -> None:
+    config, log = setup
+    model = UnresolvedModel()
+    model.down = True
+    job = StreamJob(config, ReferenceCache(config.data.reference_path), model=model)
+    log.predict(120)
+    assert job.run().model.version == UNRESOLVED
+    model.down = False
+    assert job.run().model.version == "1"
+    assert (model.refreshes, job.rebuilds) == (2, 2)
 
 
 def test_a_failed_update_is_not_served_and_the_next_run_rebuilds(setup) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The version and run of a model whose registry alias has not been resolved yet.
+UNRESOLVED = "unknown"
+
 
 @dataclass(frozen=True)
 class ModelRef:
     """The model version being served or monitored: registered name, version, MLflow run."""
 
     name: str
-    version: str = "unknown"
-    run_id: str = "unknown"
+    version: str = UNRESOLVED
+    run_id: str = UNRESOLVED

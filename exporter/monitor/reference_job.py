@@ -64,6 +64,16 @@ class ModelSource(Protocol):
     def threshold(self) -> float | None: ...
 
 
+def follow_model(model: ModelSource) -> None:
+    """Resolve `model`'s registry alias now; drift is still measured when the registry
+    is down (the last known version is kept, and the failure logged)."""
+    try:
+        if model.refresh():
+            log.info("now monitoring %s", model.current())
+    except Exception as err:  # the registry's client raises many types
+        log.warning("model registry unavailable, keeping %s: %s", model.current(), err)
+
+
 class ReferenceJob:
     """The config, the reference, the model being watched, the schedule, and where
     results go besides the snapshot."""
@@ -85,12 +95,8 @@ class ReferenceJob:
         self.interval_seconds = interval_seconds or minutes * 60.0
 
     def follow_model(self) -> None:
-        """Follow the registry alias; drift is still measured when the registry is down."""
-        try:
-            if self.model.refresh():
-                log.info("now monitoring %s", self.model.current())
-        except Exception as err:  # the registry's client raises many types
-            log.warning("model registry unavailable, keeping %s: %s", self.model.current(), err)
+        """Follow the registry alias (`follow_model`)."""
+        follow_model(self.model)
 
     def keep(
         self,

@@ -21,7 +21,9 @@ Rebuilds
     update (so a half-applied update is never served).
 The model
     The job follows the model the full jobs resolve (they refresh the shared
-    `ModelWatch`); it never calls the registry itself, so its cycle stays short.
+    `ModelWatch`), so its cycle stays short. Only while no job has resolved it yet (the
+    first run, when every job starts at once) does it resolve the alias itself: a window
+    built for the unknown version would be read whole again once the version is known.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from sqlalchemy.engine import Engine
 from exporter.config import MonitoringConfig
 from exporter.data.logtail import LogRead, read_since, read_window
 from exporter.data.predlog import make_engine
-from exporter.monitor.reference_job import ModelSource, ReferenceCache
+from exporter.domain.model import UNRESOLVED
+from exporter.monitor.reference_job import ModelSource, ReferenceCache, follow_model
 from exporter.stats import drift
 from exporter.stats.snapshots import DriftSnapshot
 from exporter.stats.streaming import IncrementalWindow
@@ -81,6 +84,8 @@ class StreamJob:
 
     def run(self) -> DriftSnapshot:
         cfg = self.config.data_drift_monitoring
+        if self.model.current().version == UNRESOLVED:
+            follow_model(self.model)
         model = self.model.current()
         threshold = self.model.threshold()
         ref_key, frame = self.reference.get(model.version)
