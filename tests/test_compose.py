@@ -612,6 +612,49 @@ def test_render_alertmanager_command_writes_the_compose_config(tmp_path: Path) -
     assert PASSWORD not in out.read_text()
 
 
+def test_the_digest_mails_through_the_rendered_alertmanager_settings(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    from exporter.report.digest import smtp_settings
+
+    config = load_config(app_config_path(services))
+    digest = config.reports.digest
+    assert digest.enabled and digest.to
+    # The exporter reads the file the one-shot renders for Alertmanager ...
+    renderer, exporter = services["alertmanager-config"], services["exporter"]
+    out = PurePosixPath(flag(renderer["command"], "--out") or "")
+    wanted = PurePosixPath(digest.alertmanager_config)
+    assert named_volumes(exporter)[wanted.parent] == named_volumes(renderer)[out.parent]
+    assert wanted.name == out.name
+    assert exporter["depends_on"]["alertmanager-config"]["condition"] == (
+        "service_completed_successfully"
+    )
+    # What it reads there: Mailpit, without TLS, and no login without a password file.
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    rendered = tmp_path / "alertmanager.yml"
+    args = [
+        "render-alertmanager",
+        f"--base={promconfig.ALERTMANAGER_CONFIG}",
+        f"--secrets={folder}",
+        f"--out={rendered}",
+        *(a for a in renderer["command"] if a.startswith("--smtp")),
+    ]
+    assert compose_cli.main(args) == 0
+    settings = smtp_settings(rendered)
+    assert (settings.host, settings.port, settings.require_tls) == ("mailpit", 1025, False)
+    assert settings.username is None and settings.password is None
+    # With one, the password file the config names is in the secrets folder Alertmanager
+    # mounts, mounted at the same place in the exporter.
+    (folder / promconfig.SMTP_PASSWORD_FILE).write_text(f"{PASSWORD}\n")
+    assert compose_cli.main(args) == 0
+    named = PurePosixPath(yaml.safe_load(rendered.read_text())["global"]["smtp_auth_password_file"])
+    manager = {target: source for source, target, _ in bind_mounts(services["alertmanager"])}
+    mounted = {target: source for source, target, _ in bind_mounts(exporter)}
+    assert named.name == promconfig.SMTP_PASSWORD_FILE
+    assert mounted[named.parent] == manager[named.parent] == REPO / "secrets"
+
+
 # ------------------------------------------------------------ Prometheus, rendered
 
 PASSWORD = "compose-test-password"  # a test value, written to temporary files only
