@@ -51,7 +51,7 @@ def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
 
 
@@ -177,7 +177,7 @@ def _run_on_terminal(workdir: Path, *args: str) -> tuple[int, str, str]:
             stdout=subprocess.PIPE,
             stderr=slave,
             text=True,
-            timeout=120,
+            timeout=300,
         )
     finally:
         os.close(slave)
