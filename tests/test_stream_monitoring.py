@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -220,6 +221,35 @@ def test_reader_rebuild_is_the_full_runs_window(both_setup) -> None:
     for name, values in read.rows.features.items():
         np.testing.assert_array_equal(values, current[name].to_numpy(), err_msg=name)
     np.testing.assert_array_equal(read.rows.scores, current["score"].to_numpy())
+
+
+def test_a_push_between_the_rebuilds_two_key_reads_loses_no_label(both_setup) -> None:
+    config, log = both_setup
+    source = config.data.current
+    now = time.time()
+    log.predict(50, ts=now - 60)
+    pushed: list[str] = []
+    reader = predlog.make_engine(log.url)
+
+    def push_once(*_: Any) -> None:
+        """Right after the rebuild's first statement, a push commits rows older than the
+        window's oldest (as POST /ingest may) together with their labels."""
+        if not pushed:
+            pushed.extend(log.predict(5, ts=now - 1800))
+            log.label(pushed)
+
+    sa.event.listen(reader, "after_cursor_execute", push_once)
+    try:
+        start = read_window(reader, source, now)
+    finally:
+        sa.event.remove(reader, "after_cursor_execute", push_once)
+        reader.dispose()
+    assert pushed
+    later = read_since(log.engine, source, row_key=start.row_key, label_key=start.label_key)
+    rows = start.rows.ids + later.rows.ids
+    labelled = start.labels.prediction_ids + later.labels.prediction_ids
+    assert set(pushed) <= set(rows)
+    assert set(pushed) <= set(labelled)
 
 
 # ------------------------------------------------------------------ the streaming job

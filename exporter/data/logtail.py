@@ -140,9 +140,14 @@ def read_window(engine: Engine, source: CurrentSourceConfig, now: float) -> LogR
     where = f"{safe_url(source.url)} table {source.table}"
     try:
         with engine.connect() as conn:
-            row_key = _position(conn, source.table)
+            # The label key first: a push commits rows and their labels together, so one
+            # that commits between the two reads then has its rows under `row_key`
+            # (read now) and its labels above `label_key` (read next time). The other
+            # order would put its labels under `label_key` but its rows above
+            # `row_key`, and those labels would never be read.
             fb = _feedback()
             label_key = int(conn.execute(sa.select(sa.func.max(fb.c.id))).scalar() or 0)
+            row_key = _position(conn, source.table)
             t, key, query = _row_query(source.table, engine.dialect)
             query = query.where(key <= row_key)
             if source.window_hours is not None:
