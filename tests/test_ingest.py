@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -171,6 +172,31 @@ def test_json_lines_with_labels_and_defaults(exporter: Exporter) -> None:
     assert exporter.labels() == {ids[0]: 1, ids[2]: 0}
 
 
+def test_json_lines_end_only_at_newlines_and_a_byte_order_mark_is_ignored(
+    exporter: Exporter,
+) -> None:
+    # U+2028 may stand unescaped in a JSON string; str.splitlines would split there.
+    rows = [record(1, customer_id="C\u20281"), record(2, customer_id="C\u00852")]
+    body = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+    status, answer = exporter.post(body)
+    assert status == 200, answer
+    status, answer = exporter.post(b"\xef\xbb\xbf" + json.dumps([record(3)]).encode())
+    assert status == 200, answer
+    logged = sorted(r["customer_id"] for r in exporter.logged())
+    assert logged == ["C-3", "C\u00852", "C\u20281"]
+
+
+def test_a_time_ahead_of_the_clock_is_refused(exporter: Exporter) -> None:
+    now = time.time()
+    in_ms = record(1, ts=now * 1000)
+    status, answer = exporter.push([record(0, ts=now + 60), in_ms])
+    assert status == 422, answer
+    assert answer["error"].startswith("rows[1].ts: ")
+    assert "ahead of the exporter's clock" in answer["error"]
+    assert exporter.logged() == []
+    assert exporter.push([record(0, ts=now + 60)])[0] == 200  # within the margin
+
+
 def test_mixed_batch_is_refused_whole_naming_each_field(exporter: Exporter) -> None:
     rows = [
         record(0),
@@ -221,6 +247,8 @@ def test_other_model_duplicate_ids_and_non_objects_are_named(exporter: Exporter)
         ("", "the body holds no records"),
         ('[{"score": NaN}]', "invalid JSON: NaN is not a JSON number"),
         (b"\xff\xfe", "the body is not UTF-8 text"),
+        ("[" * 15_000, "invalid JSON: nested too deeply"),
+        (json.dumps(record(1)) + "\n" + "[" * 15_000, "line 2: invalid JSON: nested too deeply"),
     ],
 )
 def test_bad_json_is_400(exporter: Exporter, body: str | bytes, error: str) -> None:

@@ -7,8 +7,9 @@ in JSON:
 
 - ``model``, ``version`` (text), ``score`` (P(churn), 0 to 1), ``predicted`` (0 or 1)
   and the 19 features of :data:`exporter.domain.schema.FEATURES` are required;
-- ``id`` (at most 36 characters; default a new uuid4) and ``ts`` (Unix seconds;
-  default the time of arrival) are optional, as are ``customer_id`` and the log's later
+- ``id`` (at most 36 characters; default a new uuid4) and ``ts`` (Unix seconds, at most
+  `MAX_AHEAD_SECONDS` past the exporter's clock; default the time of arrival) are
+  optional, as are ``customer_id`` and the log's later
   columns (``anomaly_score``, ``unusual``, ``challenger_version``,
   ``challenger_score``);
 - ``actual`` (0/1 or "No"/"Yes"), optional, is the true outcome when it is already
@@ -39,6 +40,10 @@ from exporter.domain import schema
 
 #: At most this many problems are listed in one answer (the first one is always named).
 MAX_REPORTED = 20
+#: A pushed ``ts`` more than this far past the exporter's clock is refused (seconds):
+#: clock skew stays far below it, and a time in milliseconds far above; such a row
+#: would otherwise stay the newest of every window and never age out.
+MAX_AHEAD_SECONDS = 300.0
 
 
 def number_only(value: Any) -> Any:
@@ -163,30 +168,38 @@ def _loads(text: bytes | str) -> Any:
     return json.loads(text, parse_constant=_no_constant)
 
 
+def _parse(text: str, where: str) -> Any:
+    """One JSON text; `BadBody` prefixed with `where` when it is not one (a value nested
+    past the parser's recursion limit included)."""
+    try:
+        return _loads(text)
+    except ValueError as err:
+        raise BadBody(f"{where}invalid JSON: {err}") from None
+    except RecursionError:
+        raise BadBody(f"{where}invalid JSON: nested too deeply") from None
+
+
 def parse_body(body: bytes) -> list[Any]:
     """The records of a body: a JSON array (first non-blank character ``[``) or JSON
-    lines (one value per non-blank line). Raises `BadBody` naming the problem."""
+    lines (one value per non-blank line; lines end at ``\n``, with an optional ``\r``
+    before it, and at nothing else, since a JSON string may hold U+2028 and the other
+    characters `str.splitlines` also splits at). A leading UTF-8 byte order mark is
+    ignored. Raises `BadBody` naming the problem."""
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise BadBody(f"the body is not UTF-8 text: {err.reason} at byte {err.start}") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
-        try:
-            items = _loads(stripped)
-        except ValueError as err:
-            raise BadBody(f"invalid JSON: {err}") from None
+        items = _parse(stripped, "")
         if not isinstance(items, list):  # a trailing value after the array, say
             raise BadBody("expected a JSON array of records")
     else:
-        items = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append(_loads(line))
-            except ValueError as err:
-                raise BadBody(f"line {number}: invalid JSON: {err}") from None
+        items = [
+            _parse(line, f"line {number}: ")
+            for number, line in enumerate(text.split("\n"), start=1)
+            if line.strip()
+        ]
     if not items:
         raise BadBody("the body holds no records")
     return items
@@ -251,6 +264,11 @@ def validate_records(items: Sequence[Any], *, now: float, model: str | None = No
         seen[row["id"]] = i
         if row["ts"] is None:
             row["ts"] = now
+        elif row["ts"] > now + MAX_AHEAD_SECONDS:
+            ahead = row["ts"] - now
+            problems.append(
+                Problem(i, "ts", f"{ahead:.0f} s ahead of the exporter's clock (Unix seconds?)")
+            )
         rows.append(row)
         if record.actual is not None:
             labels.append((row["id"], schema.label_code(record.actual)))
