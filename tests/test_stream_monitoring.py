@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import ConfigError, MonitoringConfig, parse_config
 from exporter.data import predlog, synthetic
 from exporter.data.logtail import read_since, read_window
-from exporter.data.sources import load_current, load_reference
+from exporter.data.sources import SCORE, load_current, load_reference
 from exporter.domain.model import UNRESOLVED, ModelRef
 from exporter.monitor.collector import STREAMING_BUILDERS, SnapshotCollector
 from exporter.monitor.reference_job import ReferenceCache
@@ -185,9 +185,8 @@ def test_reader_returns_only_new_rows_and_labels(both_setup) -> None:
     start = read_window(log.engine, source, time.time())
     assert start.rows.ids == first
     assert (start.row_key, start.label_key) == (50, 0)
-    assert set(start.rows.features) == set(config.features.numeric) | set(
-        config.features.categorical
-    )
+    monitored = {*config.features.numeric, *config.features.categorical}
+    assert set(start.rows.features) == monitored | {SCORE}  # the full run's columns
     assert start.rows.features["tenure"].dtype.kind in "if"
     assert start.rows.features["Contract"].dtype == object
 
@@ -277,6 +276,24 @@ def test_stream_job_follows_the_log_and_equals_the_full_run(both_setup) -> None:
     assert snap.result.drifted is True
     assert job.window is not None and job.window.ids() == log.ids[-400:]
     assert job.rebuilds == 1  # one read of the whole window, then only new rows
+
+
+def test_the_score_as_a_monitored_feature_equals_the_full_run(setup) -> None:
+    config, log = setup
+    reference = load_reference(config.data.reference_path)
+    reference[SCORE] = np.random.default_rng(3).uniform(size=len(reference))
+    reference.to_parquet(config.data.reference_path)
+    numeric = (*config.features.numeric, SCORE)
+    config = config.model_copy(
+        update={"features": config.features.model_copy(update={"numeric": numeric})}
+    )
+    job = stream_job(config)
+    log.predict(150)
+    job.run()
+    log.predict(30)
+    snap = job.run()
+    assert SCORE in [f.feature for f in snap.result.features]
+    assert_same_drift(snap.result, full_run(config)[1])
 
 
 def test_labels_arrive_incrementally_and_before_their_rows_are_read(setup) -> None:

@@ -114,11 +114,14 @@ def _rows(raw: pd.DataFrame, where: str) -> LogRows:
         frame = normalize_frame(raw[list(schema.FEATURES)]).frame
     except DataSchemaError as err:
         raise SourceError(f"{where}: {err}") from None
+    scores = pd.to_numeric(raw[SCORE], errors="coerce").to_numpy(dtype=np.float64)
+    features = {c: frame[c].to_numpy() for c in frame.columns}
     return LogRows(
         ids=[str(v) for v in raw["id"]],
         ts=raw["ts"].to_numpy(dtype=np.float64),
-        scores=pd.to_numeric(raw[SCORE], errors="coerce").to_numpy(dtype=np.float64),
-        features={c: frame[c].to_numpy() for c in frame.columns},
+        scores=scores,
+        # The score is a column of the full run's window too, so it may be monitored.
+        features={**features, SCORE: scores},
     )
 
 
