@@ -150,6 +150,18 @@ def test_run_hides_mlflow_download_bars_unless_verbose(
     assert "Downloading artifacts" in verbose.stderr
 
 
+@pytest.mark.slow
+def test_run_once_on_the_prediction_log_prints_every_jobs_section(
+    workdir: Path, trained: subprocess.CompletedProcess[str]
+) -> None:
+    """The default current window is the prediction log, where the champion and
+    challenger comparison runs too (it crashed the summary once: no formatter)."""
+    done = _cli(workdir, "run", "--mode", "once")
+    assert done.returncode == 0, done.stderr
+    assert "Champion vs challenger - model churn-model: no challenger registered" in done.stdout
+    assert "Optuna study churn-model: best" in done.stdout
+
+
 def _run_on_terminal(workdir: Path, *args: str) -> tuple[int, str, str]:
     """Run the command with stderr on a 120-column pseudo-terminal; return (status,
     stdout, what the terminal showed)."""

@@ -8,14 +8,21 @@ from exporter.domain.model import ModelRef
 from exporter.model.studies import StudyProgress
 from exporter.monitor.store import SnapshotStore
 from exporter.monitor.summary import (
+    format_comparison,
     format_drift,
     format_optuna,
     format_performance,
     format_summary,
 )
 from exporter.stats.decision import DatasetDrift, FeatureDrift
+from exporter.stats.paired.comparison import PairedComparison
 from exporter.stats.performance import MetricSet
-from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
+from exporter.stats.snapshots import (
+    ComparisonSnapshot,
+    DriftSnapshot,
+    PerformanceSnapshot,
+    RoleQuality,
+)
 
 MODEL = ModelRef("churn-model", "3", "abc123")
 
@@ -253,3 +260,60 @@ def test_summary_reports_every_job_in_order_and_a_failure_by_its_error() -> None
         "Job performance FAILED: no champion",
         "Optuna: no study in the storage",
     ]
+
+
+def comparison_snapshot(paired: PairedComparison | None) -> ComparisonSnapshot:
+    def role(name: str, version: str) -> RoleQuality:
+        ref = ModelRef("churn-model", version, f"run-{version}")
+        return RoleQuality(name, ref, 0.5, MetricSet({}, 0), MetricSet({}, 0), None)
+
+    return ComparisonSnapshot(
+        model=MODEL,
+        champion=role("champion", "3") if paired else None,
+        challenger=role("challenger", "4") if paired else None,
+        paired=paired,
+        agreement_ratio=0.875 if paired else None,
+        shadowed_rows=1200,
+        pvalue_threshold=0.01,
+        min_paired_rows=500,
+        taken_at=0.0,
+    )
+
+
+def test_comparison_summary() -> None:
+    assert format_comparison(comparison_snapshot(None)) == (
+        "Champion vs challenger - model churn-model: no challenger registered"
+    )
+    paired = PairedComparison(
+        n_paired=640,
+        auc_champion=0.79712,
+        auc_challenger=0.83751,
+        auc_difference=0.04039,
+        auc_difference_variance=1e-4,
+        auc_pvalue=3.1e-9,
+        accuracy_champion=0.75,
+        accuracy_challenger=0.78,
+        accuracy_difference=0.03,
+        mcnemar_pvalue=None,
+        agreement_ratio=0.875,
+        reason="McNemar: no discordant pairs",
+    )
+    assert format_comparison(comparison_snapshot(paired)).splitlines() == [
+        "Champion vs challenger - model churn-model: version 3 against 4 on 640 labelled "
+        "rows both scored (1200 shadowed rows; the tests decide from 500 rows at p < 0.01)",
+        "ROC AUC 0.7971 -> 0.8375 (difference +0.0404, DeLong p 3.10e-09); accuracy "
+        "0.7500 -> 0.7800 (McNemar p -); decisions agree on 87.5% of the shadowed rows",
+        "note: McNemar: no discordant pairs",
+    ]
+
+
+def test_summary_has_a_section_for_every_job_the_pass_runs() -> None:
+    store = SnapshotStore()
+    for job in ("drift", "performance", "comparison", "optuna"):
+        store.register(job, 60.0)
+        store.record(job, ok=True, duration=0.1, at=1.0, error=None)
+    store.publish("drift", drift_snapshot(DECIDED))
+    store.publish("comparison", comparison_snapshot(None))
+    store.publish("optuna", ())
+    store.record("performance", ok=False, duration=0.1, at=1.0, error="no champion")
+    assert format_summary(store).split("\n\n")[2] == format_comparison(comparison_snapshot(None))

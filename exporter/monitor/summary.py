@@ -10,7 +10,7 @@ from exporter.model.studies import StudyProgress
 from exporter.monitor.store import SnapshotStore
 from exporter.stats.multivariate import MultivariateDrift
 from exporter.stats.performance import degradation
-from exporter.stats.snapshots import DriftSnapshot, PerformanceSnapshot
+from exporter.stats.snapshots import ComparisonSnapshot, DriftSnapshot, PerformanceSnapshot
 
 
 def _num(value: float | None, fmt: str = ".4f") -> str:
@@ -105,9 +105,32 @@ def format_optuna(studies: tuple[StudyProgress, ...]) -> str:
     )
 
 
+def format_comparison(snap: ComparisonSnapshot) -> str:
+    """Champion against challenger on the labelled rows both scored: ROC AUC with
+    DeLong's p-value, accuracy with McNemar's, and the decisions' agreement."""
+    if snap.challenger is None or snap.champion is None or snap.paired is None:
+        return f"Champion vs challenger - model {snap.model.name}: no challenger registered"
+    p = snap.paired
+    lines = [
+        f"Champion vs challenger - model {snap.model.name}: version "
+        f"{snap.champion.model.version} against {snap.challenger.model.version} on "
+        f"{p.n_paired} labelled rows both scored ({snap.shadowed_rows} shadowed rows; "
+        f"the tests decide from {snap.min_paired_rows} rows at p < {snap.pvalue_threshold:g})",
+        f"ROC AUC {_num(p.auc_champion)} -> {_num(p.auc_challenger)} "
+        f"(difference {_num(p.auc_difference, '+.4f')}, DeLong p {_num(p.auc_pvalue, '.2e')}); "
+        f"accuracy {_num(p.accuracy_champion)} -> {_num(p.accuracy_challenger)} "
+        f"(McNemar p {_num(p.mcnemar_pvalue, '.2e')}); "
+        f"decisions agree on {_num(snap.agreement_ratio, '.1%')} of the shadowed rows",
+    ]
+    if p.reason:
+        lines.append(f"note: {p.reason}")
+    return "\n".join(lines)
+
+
 _FORMATTERS: dict[str, Callable[[Any], str]] = {
     "drift": format_drift,
     "performance": format_performance,
+    "comparison": format_comparison,
     "optuna": format_optuna,
 }
 
