@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from exporter.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
+from exporter.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    MonitoringConfig,
+    load_config,
+    parse_config,
+)
 
 from .support import REPO, churn_monitor
 
@@ -25,9 +33,22 @@ def test_shipped_config_is_valid_and_keeps_the_seed_keys() -> None:
     assert thresholds.degradation_threshold == 0.05
 
 
+def _missing_keys(model: type[BaseModel], raw: Any, path: str = "") -> list[str]:
+    """The dotted fields of `model` (nested models followed) that `raw` does not name."""
+    missing = []
+    for name, field in model.model_fields.items():
+        if not isinstance(raw, dict) or name not in raw:
+            missing.append(f"{path}{name}")
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            missing += _missing_keys(field.annotation, raw[name], f"{path}{name}.")
+    return missing
+
+
 def test_shipped_config_spells_out_every_default() -> None:
-    """The YAML documents every key: parsing it equals the built-in defaults."""
+    """The YAML documents every key: it names every field, and parsing it equals the
+    built-in defaults."""
     raw = yaml.safe_load((REPO / DEFAULT_CONFIG_PATH).read_text())
+    assert _missing_keys(MonitoringConfig, raw) == []
     assert parse_config(raw) == parse_config({})
 
 
