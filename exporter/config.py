@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from exporter.domain import schema
+from exporter.domain.alerts import AlertType
 from exporter.domain.drift_rules import DriftMethod, FeatureKind, check_method
 from exporter.domain.metrics import Metric
 from exporter.domain.scenarios import Scenario
@@ -288,9 +289,6 @@ class HistoryConfig(_Strict):
 
     enabled: bool = True
     url: str = "sqlite:///data/history.db"
-
-
-AlertType = Annotated[str, Field(pattern=r"^[A-Z_]+$")]
 
 
 class RetrainingConfig(_Strict):

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.domain.alerts import ALERT_TYPES
 from exporter.ops import promconfig
 
 from .promconfig_helpers import scrape_targets
@@ -32,14 +33,6 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 RUNBOOK_BASE = "https://github.com/churn-monitor/churn-monitor/blob/main/docs/runbook.md"
 
 SEVERITIES = {"critical", "warning", "info"}
-ALERT_TYPES = {
-    "DATA_DRIFT",
-    "MODEL_DEGRADATION",
-    "THRESHOLD_BREACH",
-    "PREDICTION_DRIFT",
-    "MONITORING",
-    "MODEL_COMPARISON",
-}
 ANNOTATIONS = {"summary", "description", "value", "dashboard_uid", "runbook_url"}
 DASHBOARD_UIDS = {
     "churn-data-drift",
@@ -130,6 +123,8 @@ def test_alert_rules_follow_the_contract() -> None:
         assert set(rule["annotations"]) == ANNOTATIONS, name
         assert rule["annotations"]["dashboard_uid"] in DASHBOARD_UIDS, name
         assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#{name.lower()}", name
+    # Every type of the domain's list is one some rule raises (retraining.alert_types).
+    assert {r["labels"]["alert_type"] for r in ALERT_RULES} == set(ALERT_TYPES)
 
 
 def test_the_issue_alerts_exist_with_their_severity_and_type() -> None:

@@ -77,6 +77,7 @@ def test_shipped_config_spells_out_every_default() -> None:
         ),
         ({"model": {"registry_alias": "challenger"}}, "model.challenger_alias"),
         ({"model": {"challenger_alias": "champion"}}, "model.challenger_alias"),
+        ({"retraining": {"alert_types": ["MODEL_DEGRADATON"]}}, "retraining.alert_types.0"),
     ],
 )
 def test_bad_values_name_the_field(raw: dict, path: str) -> None:
