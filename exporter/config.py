@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -39,6 +41,27 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 class ConfigError(ValueError):
     """A configuration problem; the message starts with the dotted path of the field."""
+
+
+#: The database backends the stores are built and tested on.
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+def _database_url(url: str) -> str:
+    """`url` when it is an SQLAlchemy URL of a supported backend; otherwise ValueError
+    (which does not repeat the URL: it may hold a password)."""
+    expected = "expected sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE"
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise ValueError(f"not a database URL: {expected}") from None
+    if backend not in DATABASE_BACKENDS:
+        raise ValueError(f"unsupported database {backend!r}: {expected}")
+    return url
+
+
+#: An SQLAlchemy URL of SQLite or PostgreSQL.
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
 
 
 class _Strict(BaseModel):
@@ -167,7 +190,7 @@ class CurrentSourceConfig(_Strict):
 
     kind: Literal["sql", "file"] = "sql"
     #: SQLAlchemy URL of the prediction log (kind ``sql``).
-    url: str = "sqlite:///data/predictions.db"
+    url: DatabaseUrl = "sqlite:///data/predictions.db"
     table: str = "predictions"
     #: CSV or Parquet path or glob (kind ``file``).
     path: str | None = None
@@ -190,7 +213,7 @@ class DataConfig(_Strict):
 
 class OptunaConfig(_Strict):
     enabled: bool = True
-    storage: str = "sqlite:///data/optuna.db"
+    storage: DatabaseUrl = "sqlite:///data/optuna.db"
     study_name: Annotated[str, Field(min_length=1)] = "churn-model"
     n_trials: Annotated[int, Field(ge=1)] = 20
     check_interval_minutes: PositiveMinutes = 5
@@ -288,7 +311,7 @@ class HistoryConfig(_Strict):
     """The monitoring history database (alerts received, runs, retraining decisions)."""
 
     enabled: bool = True
-    url: str = "sqlite:///data/history.db"
+    url: DatabaseUrl = "sqlite:///data/history.db"
 
 
 class RetrainingConfig(_Strict):

@@ -78,6 +78,9 @@ def test_shipped_config_spells_out_every_default() -> None:
         ({"model": {"registry_alias": "challenger"}}, "model.challenger_alias"),
         ({"model": {"challenger_alias": "champion"}}, "model.challenger_alias"),
         ({"retraining": {"alert_types": ["MODEL_DEGRADATON"]}}, "retraining.alert_types.0"),
+        ({"history": {"url": "notaurl"}}, "history.url: Value error, not a database URL"),
+        ({"data": {"current": {"url": "mysql://u@h/d"}}}, "data.current.url: Value error, uns"),
+        ({"optuna": {"storage": "data/optuna.db"}}, "optuna.storage: Value error, not a data"),
     ],
 )
 def test_bad_values_name_the_field(raw: dict, path: str) -> None:
