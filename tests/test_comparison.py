@@ -317,7 +317,9 @@ def test_promote_with_evidence_moves_the_alias_and_the_exporter_follows(
     assert after.model.version == "2" and after.challenger is None
     # A second promotion has no challenger to promote.
     assert main(["promote", "--config", str(config_file)]) == 1
-    assert "challenger" in capsys.readouterr().err
+    said = capsys.readouterr().err  # after the log lines of this process
+    assert "\nchurn-monitor promote: no challenger: " in said
+    assert "(register one with `churn-monitor challenger better`" in said
 
 
 def test_force_promotes_without_evidence_and_is_recorded_as_forced(

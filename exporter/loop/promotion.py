@@ -40,7 +40,13 @@ from exporter.data.sources import (
     shadowed,
 )
 from exporter.domain.model import ModelRef
-from exporter.model.registry import ModelUnavailable, baseline_path, resolve, set_alias
+from exporter.model.registry import (
+    AliasNotFound,
+    ModelUnavailable,
+    baseline_path,
+    resolve,
+    set_alias,
+)
 from exporter.model.roles import challenger_config
 from exporter.stats.paired import PairedComparison, compare_paired
 from exporter.stats.performance import realized_metrics
@@ -114,7 +120,17 @@ def gather_evidence(config: MonitoringConfig, now: float, *, need_log: bool = Tr
         raise PromotionError("model.challenger_alias: no challenger alias is configured")
     try:
         champion = resolve(config)
+    except AliasNotFound as err:
+        raise PromotionError(f"no champion: {err} (run `churn-monitor train` first)") from err
+    except ModelUnavailable as err:
+        raise PromotionError(str(err)) from err
+    try:
         challenger = resolve(challenger_cfg)
+    except AliasNotFound as err:
+        raise PromotionError(
+            f"no challenger: {err} (register one with `churn-monitor challenger better`, "
+            "or let retraining do it)"
+        ) from err
     except ModelUnavailable as err:
         raise PromotionError(str(err)) from err
     hours = config.model_comparison.label_window_hours
