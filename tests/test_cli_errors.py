@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.cli.errors import VERBOSE_HINT, describe
+
 from .support import churn_monitor, free_port
 
 
@@ -52,6 +54,12 @@ def test_each_user_error_prints_one_line_and_its_status(tmp_path: Path, busy_por
             f"port {busy_port}",
         ),
         "port in use (api)": (["api", "--port", str(busy_port)], 1, f"port {busy_port}"),
+        "port in use (sinks)": (
+            ["sinks", "--port", "0", "--smtp-port", str(busy_port)],
+            1,
+            f"port {busy_port} on 127.0.0.1 is already in use: stop what listens there, "
+            "or pick another with --smtp-port",
+        ),
         "port in use (up)": (
             ["up", "--config", busy, "--services", "exporter"],
             1,
@@ -91,3 +99,9 @@ def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("churn-monitor history: database unreachable")
+
+
+def test_only_without_verbose_does_the_line_offer_the_traceback() -> None:
+    err = KeyError("comparison")
+    assert describe(err) == f"KeyError: 'comparison' ({VERBOSE_HINT})"
+    assert describe(err, verbose=True) == "KeyError: 'comparison'"

@@ -345,6 +345,8 @@ def _history_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def cmd_sinks(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.ops.outbox import Outbox, Sinks
 
+    _check_port_free(args.host, args.port, "--port")
+    _check_port_free(args.host, args.smtp_port, "--smtp-port")
     outbox = Outbox(args.dir or config.stack.outbox_dir)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -352,8 +354,10 @@ def cmd_sinks(args: argparse.Namespace, config: MonitoringConfig) -> int:
     try:
         sinks = Sinks(outbox, args.host, args.smtp_port, args.port).start()
     except OSError as err:
-        print(f"churn-monitor sinks: cannot listen: {err.strerror or err}", file=sys.stderr)
-        return 1
+        raise CommandError(
+            f"cannot listen on {args.host} ports {args.port} and {args.smtp_port}: "
+            f"{err.strerror or err} (pick others with --port and --smtp-port)"
+        ) from err
     log.info(
         "sinks: SMTP on %s:%d, Slack webhook on http://%s:%d/slack, storing in %s",
         args.host,

@@ -49,8 +49,9 @@ def _http_error(err: Exception) -> str | None:
     return None
 
 
-def describe(err: Exception) -> str:
-    """`err` as one line naming the thing and what to do."""
+def describe(err: Exception, *, verbose: bool = False) -> str:
+    """`err` as one line naming the thing and what to do (`verbose`: the traceback is
+    shown already, so the line does not offer it)."""
     if isinstance(err, OSError) and err.errno == errno.EADDRINUSE:
         return f"address already in use ({err.strerror}): stop what listens there or pick --port"
     if isinstance(err, OSError) and err.filename is not None:
@@ -64,4 +65,5 @@ def describe(err: Exception) -> str:
     if type(err).__module__.startswith("exporter."):
         # the project's own errors already name the thing and what to do
         return text or type(err).__name__
-    return f"{type(err).__name__}: {text} ({VERBOSE_HINT})"
+    hint = "" if verbose else f" ({VERBOSE_HINT})"
+    return f"{type(err).__name__}: {text}{hint}"

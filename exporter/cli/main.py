@@ -452,5 +452,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.verbose:
             traceback.print_exc()
-        print(f"churn-monitor {args.command}: {describe(err)}", file=sys.stderr)
+        line = describe(err, verbose=args.verbose)
+        print(f"churn-monitor {args.command}: {line}", file=sys.stderr)
         return 1

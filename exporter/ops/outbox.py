@@ -96,8 +96,8 @@ class Outbox:
             return messages[int(key) - 1]
         matches = [m for m in messages if m.id.startswith(key)]
         if len(matches) != 1:
-            what = "no message" if not matches else f"{len(matches)} messages"
-            raise LookupError(f"{what} in {self.root} match {key!r}")
+            what = "no message matches" if not matches else f"{len(matches)} messages match"
+            raise LookupError(f"{what} {key!r} in {self.root}")
         return matches[0]
 
 
