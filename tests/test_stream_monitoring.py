@@ -21,6 +21,7 @@ from exporter.config import ConfigError, MonitoringConfig, parse_config
 from exporter.data import predlog, synthetic
 from exporter.data.logtail import read_since, read_window
 from exporter.data.sources import SCORE, load_current, load_reference
+from exporter.data.window_query import read_window_columns
 from exporter.domain.model import UNRESOLVED, ModelRef
 from exporter.monitor.collector import STREAMING_BUILDERS, SnapshotCollector
 from exporter.monitor.reference_job import ReferenceCache
@@ -67,21 +68,23 @@ class Log:
         self._last_ts = 0.0
         self.ids: list[str] = []
 
-    def predict(self, n: int, *, scenario: str = "none", ts: float | None = None) -> list[str]:
-        """Log `n` customers, 1 ms apart from `ts` (default: about now, after the rows
-        logged before)."""
+    def predict(
+        self, n: int, *, scenario: str = "none", ts: float | None = None, spacing: float = 1e-3
+    ) -> list[str]:
+        """Log `n` customers, `spacing` seconds apart from `ts` (default: about now,
+        after the rows logged before)."""
         self._seed += 1
         frame = synthetic.generate_customers(n, seed=self._seed, scenario=scenario)
         rng = np.random.default_rng(self._seed)
         if ts is None:  # increasing across calls, so log order is time order
             ts = max(time.time() - 1.0, self._last_ts + 1e-3)
-            self._last_ts = ts + (n - 1) * 1e-3
+            self._last_ts = ts + (n - 1) * spacing
         rows = []
         for i, rec in enumerate(frame.to_dict("records")):
             row = {k: rec[k] for k in predlog.PREDICTION_COLUMNS if k in rec}
             row.update(
                 id=str(uuid.uuid4()),
-                ts=ts + i * 1e-3,
+                ts=ts + i * spacing,
                 model="churn-model",
                 version="1",
                 customer_id=rec["customerID"],
@@ -294,6 +297,30 @@ def test_the_score_as_a_monitored_feature_equals_the_full_run(setup) -> None:
     snap = job.run()
     assert SCORE in [f.feature for f in snap.result.features]
     assert_same_drift(snap.result, full_run(config)[1])
+
+
+def test_rows_of_equal_time_at_the_window_edge_are_kept_alike_by_every_path(
+    both_setup,
+) -> None:
+    """The newest 400 rows cut through 300 rows of one ts (a pushed batch without
+    times): the stream, the frame path and the database path keep the same rows, the
+    later arrivals."""
+    config, log = both_setup
+    source = config.data.current
+    now = time.time()
+    tied = log.predict(300, ts=now - 60, spacing=0.0, scenario="sudden")
+    newer = log.predict(200, ts=now - 30)
+    job = stream_job(config)
+    snap = job.run()
+    kept = [*tied[-200:], *newer]
+    assert job.window is not None and sorted(job.window.ids()) == sorted(kept)
+    frame = load_current(source, time.time())
+    assert len(frame) == 400
+    assert_same_drift(snap.result, full_run(config)[1])
+    window = read_window_columns(source, time.time(), numeric=config.features.numeric)
+    assert window is not None
+    for name, values in window.numeric.items():
+        np.testing.assert_array_equal(values, frame[name].to_numpy(dtype=float), err_msg=name)
 
 
 def test_labels_arrive_incrementally_and_before_their_rows_are_read(setup) -> None:

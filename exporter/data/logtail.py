@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from exporter.config import CurrentSourceConfig
 from exporter.data.dburl import safe_url
 from exporter.data.loader import DataSchemaError, normalize_frame
-from exporter.data.predlog import SEQUENCE_COLUMN
+from exporter.data.predlog import arrival_key
 from exporter.data.sources import SCORE, SourceError, _reason
 from exporter.domain import schema
 
@@ -84,18 +84,10 @@ class LogRead:
     label_key: int
 
 
-def _row_key(table: sa.TableClause, dialect: sa.Dialect) -> sa.ColumnElement[int]:
-    """The key the predictions table is followed by (module notes): SQLite's implicit
-    rowid, else the identity column `predlog.SEQUENCE_COLUMN` (PostgreSQL)."""
-    name = "rowid" if dialect.name == "sqlite" else SEQUENCE_COLUMN
-    quoted = dialect.identifier_preparer.quote(table.name)
-    return sa.literal_column(f"{quoted}.{name}", sa.BigInteger())
-
-
 def _position(conn: Connection, table: str) -> int:
     """The newest key of `table` (0 when empty)."""
     t = sa.table(table)
-    newest = conn.execute(sa.select(sa.func.max(_row_key(t, conn.dialect))).select_from(t))
+    newest = conn.execute(sa.select(sa.func.max(arrival_key(t, conn.dialect))).select_from(t))
     return int(newest.scalar() or 0)
 
 
@@ -105,7 +97,7 @@ def _row_query(
     """The table, its key and the query of the key and the columns the window needs."""
     columns = ["id", "ts", SCORE, *schema.FEATURES]
     t = sa.table(table, *(sa.column(c) for c in columns))
-    key = _row_key(t, dialect)
+    key = arrival_key(t, dialect)
     return t, key, sa.select(key.label(_KEY), *(t.c[c] for c in columns))
 
 
@@ -155,7 +147,7 @@ def read_window(engine: Engine, source: CurrentSourceConfig, now: float) -> LogR
             query = query.where(key <= row_key)
             if source.window_hours is not None:
                 query = query.where(t.c.ts >= now - source.window_hours * 3600.0)
-            query = query.order_by(t.c.ts.desc())
+            query = query.order_by(t.c.ts.desc(), key.desc())
             if source.window_rows is not None:
                 query = query.limit(source.window_rows)
             raw = pd.read_sql(query, conn).iloc[::-1].reset_index(drop=True)

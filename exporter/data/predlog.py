@@ -8,12 +8,14 @@ do not block the writer) or PostgreSQL (``postgresql+psycopg://user@host/db``), 
 one that several API replicas on several machines can share.
 
 Indexes serve the window queries: ``predictions.ts`` (the last N hours, the last N
-rows: ``ORDER BY ts DESC LIMIT N``), ``feedback.prediction_id`` (labels joined to
-predictions) and the increasing key the incremental reader follows
-(:mod:`exporter.data.logtail`): SQLite's implicit ``rowid``, and on PostgreSQL the
-identity column `SEQUENCE_COLUMN` (``seq``), which only PostgreSQL tables have. Every
-writer of new rows takes the append lock first (:func:`exporter.data.dbschema.append_lock`,
-a no-op on SQLite), so that keys become visible in key order on both.
+rows: ``ORDER BY ts DESC, key DESC LIMIT N``), ``feedback.prediction_id`` (labels joined
+to predictions) and the increasing key of arrival (:func:`arrival_key`), which the
+incremental reader follows (:mod:`exporter.data.logtail`) and every window query uses
+to order rows of equal ``ts`` (the later arrival is the newer row): SQLite's implicit
+``rowid``, and on PostgreSQL the identity column `SEQUENCE_COLUMN` (``seq``), which only
+PostgreSQL tables have. Every writer of new rows takes the append lock first
+(:func:`exporter.data.dbschema.append_lock`, a no-op on SQLite), so that keys become
+visible in key order on both.
 
 The write helpers run one transaction each and raise `LogUnavailable` (nothing
 written) when the database cannot be reached or stays locked past the busy timeout;
@@ -119,6 +121,16 @@ if PREDICTION_COLUMNS[-len(ADDED_COLUMNS) :] != ADDED_COLUMNS:
 #: IDENTITY``, unique index) the incremental reader follows, as it follows ``rowid`` on
 #: SQLite. Not a column of the `predictions` Table: written by the database alone.
 SEQUENCE_COLUMN = "seq"
+
+
+def arrival_key(table: sa.TableClause, dialect: sa.Dialect) -> sa.ColumnElement[int]:
+    """The increasing key of `table`'s rows in arrival order (module notes): SQLite's
+    implicit rowid, else the identity column `SEQUENCE_COLUMN` (PostgreSQL)."""
+    name = "rowid" if dialect.name == "sqlite" else SEQUENCE_COLUMN
+    quoted = dialect.identifier_preparer.quote(table.name)
+    return sa.literal_column(f"{quoted}.{name}", sa.BigInteger())
+
+
 #: The advisory lock of the appends to the prediction log (both tables: a push appends
 #: rows and labels in one transaction).
 APPEND_LOCK = "predlog"

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from exporter.config import CurrentSourceConfig
 from exporter.data.dburl import safe_url
 from exporter.data.loader import DataSchemaError, normalize_frame, read_table
-from exporter.data.predlog import labelled_query, make_engine
+from exporter.data.predlog import arrival_key, labelled_query, make_engine
 from exporter.domain import schema
 
 SCORE = "score"
@@ -98,7 +98,9 @@ def _load_files(source: CurrentSourceConfig) -> pd.DataFrame:
 def _load_sql(source: CurrentSourceConfig, now: float) -> pd.DataFrame:
     with log_engine(source) as engine:
         table = sa.Table(source.table, sa.MetaData(), autoload_with=engine)
-        query = sa.select(table).order_by(table.c.ts.desc())
+        query = sa.select(table).order_by(
+            table.c.ts.desc(), arrival_key(table, engine.dialect).desc()
+        )
         if source.window_hours is not None:
             query = query.where(table.c.ts >= now - source.window_hours * 3600.0)
         if source.window_rows is not None:

@@ -23,8 +23,10 @@ numbers
 
 Both statements run in one read transaction (REPEATABLE READ on PostgreSQL; ``BEGIN`` on
 SQLite, whose WAL then reads one snapshot) over one window: the newest ``window_rows``
-rows with ``ts >= now - window_hours * 3600``, ties in ``ts`` broken by ``id``, oldest
-first as the frame path returns them. Its bound, the ``(ts, id)`` of its oldest row, is
+rows with ``ts >= now - window_hours * 3600``, ties in ``ts`` broken by the arrival key
+(:func:`exporter.data.predlog.arrival_key`, as the frame path and the stream break
+them), oldest first as the frame path returns them. Its bound, the ``(ts, key)`` of its
+oldest row, is
 read first (``OFFSET window_rows - 1`` down the ``ts`` index), and each statement
 filters the table by it. On the same rows the arrays, counts and category
 codes equal what the frame path's DataFrame holds (tests/test_window_query.py).
@@ -54,7 +56,7 @@ from sqlalchemy.engine import Connection
 from exporter.config import CurrentSourceConfig
 from exporter.data.dburl import safe_url
 from exporter.data.loader import DataSchemaError, normalize_frame
-from exporter.data.predlog import labelled_query
+from exporter.data.predlog import arrival_key, labelled_query
 from exporter.data.sources import ACTUAL, SourceError, log_engine
 from exporter.domain import schema
 from exporter.stats.drift.inputs import category_key
@@ -137,25 +139,26 @@ def _window(
 ) -> list[sa.ColumnElement[bool]]:
     """The conditions selecting the window's rows (module notes) from `table`.
 
-    The last N rows are bounded by the N-th newest ``(ts, id)``, read first, so that
-    each statement filters the table itself (an index range on ``ts``) instead of
-    re-reading a sorted subquery.
+    The last N rows are bounded by the N-th newest ``(ts, arrival key)``, read first,
+    so that each statement filters the table itself (an index range on ``ts``) instead
+    of re-reading a sorted subquery.
     """
     where: list[sa.ColumnElement[bool]] = []
     if source.window_hours is not None:
         where.append(table.c.ts >= now - source.window_hours * 3600.0)
     if source.window_rows is not None:
+        key = arrival_key(table, conn.dialect)
         nth = (
-            sa.select(table.c.ts, table.c.id)
+            sa.select(table.c.ts, key.label("key"))
             .where(*where)
-            .order_by(table.c.ts.desc(), table.c.id.desc())
+            .order_by(table.c.ts.desc(), key.desc())
             .offset(source.window_rows - 1)
             .limit(1)
         )
         bound = conn.execute(nth).first()
         if bound is not None:  # fewer rows than window_rows: all of them
             where.append(table.c.ts >= bound.ts)  # the index range
-            where.append(sa.tuple_(table.c.ts, table.c.id) >= sa.tuple_(bound.ts, bound.id))
+            where.append(sa.tuple_(table.c.ts, key) >= sa.tuple_(bound.ts, bound.key))
     return where
 
 
@@ -350,7 +353,8 @@ def _read(
     columns = [_as_double(conn, table.c[name]) for name in ("ts", *numeric)]
     columns += [_category_codes(table.c[name], [v for v, _ in raw[name]]) for name in coded]
     dtypes = ["f8"] * (1 + len(numeric)) + ["i2"] * len(coded)
-    query = sa.select(*columns).where(*where).order_by(table.c.ts, table.c.id)
+    key = arrival_key(table, conn.dialect)
+    query = sa.select(*columns).where(*where).order_by(table.c.ts, key)
     arrays = _fetch_arrays(conn, query, dtypes)
     values = dict(zip(numeric, arrays[1 : 1 + len(numeric)], strict=True))
     if any(np.isinf(v).any() for v in values.values()):

@@ -7,7 +7,8 @@ Membership
     (the cutoff never moves back). Either limit may be None (no limit). Rows of equal
     ``ts`` are ordered by arrival, the later one being newer. This is the prediction-log
     window read in full by the batch jobs (``ts >= now - hours * 3600``, newest ``N`` by
-    ``ts``), whatever the order in which rows arrive: a row evicted by count has
+    ``ts`` and, among equal ``ts``, by the log's arrival key, in which order the stream
+    reads rows), whatever the order in which rows arrive: a row evicted by count has
     ``max_rows`` newer rows in the window, and a row evicted by age is older than the
     cutoff, so neither can belong to the window again.
 Eviction
