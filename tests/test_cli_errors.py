@@ -46,6 +46,7 @@ def test_each_user_error_prints_one_line_and_its_status(tmp_path: Path, busy_por
         "missing config": (["run", "--config", "/nonexistent.yaml"], 2, "/nonexistent.yaml"),
         "unreadable file": (["train", "--data", "bad.parquet"], 2, "bad.parquet"),
         "no registered model": (["promote"], 1, "run `churn-monitor train` first"),
+        "missing folder": (["outbox", "--dir", "/nonexistent"], 2, "--dir /nonexistent"),
         "unreachable database": (["history", "--config", unreachable_db], 1, "database"),
         "unreachable registry": (["promote", "--config", unreachable_registry], 1, "tracking_uri"),
         "port in use (run)": (
@@ -105,3 +106,17 @@ def test_only_without_verbose_does_the_line_offer_the_traceback() -> None:
     err = KeyError("comparison")
     assert describe(err) == f"KeyError: 'comparison' ({VERBOSE_HINT})"
     assert describe(err, verbose=True) == "KeyError: 'comparison'"
+
+
+def test_a_url_that_is_not_http_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        churn_monitor("notify-test", "--alertmanager", "localhost:9093"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(
+        "argument --alertmanager: expected http://HOST:PORT, got 'localhost:9093'"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -374,6 +375,8 @@ def cmd_sinks(args: argparse.Namespace, config: MonitoringConfig) -> int:
 def cmd_outbox(args: argparse.Namespace, config: MonitoringConfig) -> int:
     from exporter.ops.outbox import Outbox, format_list, message_text
 
+    if args.dir is not None and not os.path.isdir(args.dir):
+        raise UsageError(f"--dir {args.dir}: no such folder")
     outbox = Outbox(args.dir or config.stack.outbox_dir)
     if args.message is None:
         print(format_list(outbox.messages()))

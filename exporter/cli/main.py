@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -62,6 +63,14 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
     return value
+
+
+def _http_url(text: str) -> str:
+    """A base URL of an HTTP server (``http://host:port`` or ``https://...``)."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
+    return text
 
 
 def _service_port(text: str) -> tuple[str, int]:
@@ -200,16 +209,25 @@ def _add_api_and_ui(sub: Subparsers) -> None:
 def _add_simulate(sub: Subparsers) -> None:
     about = "send synthetic, optionally drifting traffic to the API"
     p = _command(sub, "simulate", commands.cmd_simulate, about)
-    p.add_argument("--api", metavar="URL", help="base URL of the API (default: api.url)")
-    p.add_argument("--rate", type=_positive_float, default=10.0, help="customers per second")
-    p.add_argument("--duration", type=_positive_float, default=60.0, metavar="S", help="seconds")
-    p.add_argument("--scenario", default="none", choices=SCENARIOS, help="drift scenario")
+    p.add_argument(
+        "--api", type=_http_url, metavar="URL", help="base URL of the API (default: api.url)"
+    )
+    p.add_argument(
+        "--rate", type=_positive_float, default=10.0, help="customers per second (default: 10)"
+    )
+    p.add_argument(
+        "--duration", type=_positive_float, default=60.0, metavar="S", help="seconds (default: 60)"
+    )
+    p.add_argument(
+        "--scenario", default="none", choices=SCENARIOS, help="drift scenario (default: none)"
+    )
     p.add_argument(
         "--label-delay",
         type=float,
         default=5.0,
         metavar="S",
-        help="seconds before the true outcome is posted as feedback",
+        help="seconds before the true outcome is posted as feedback (default: 5; the "
+        "simulator: section of the config is for the simulator `up` starts)",
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--batch", type=_positive_int, default=1, help="customers per request")
@@ -345,6 +363,7 @@ def _add_notify_test_and_status(sub: Subparsers) -> None:
     p.add_argument("--severity", choices=("critical", "warning", "info"), default="critical")
     p.add_argument(
         "--alertmanager",
+        type=_http_url,
         metavar="URL",
         help="Alertmanager's base URL (default: the one `up` runs, on its configured port)",
     )
