@@ -469,7 +469,7 @@ def test_a_log_without_the_challenger_columns_gets_them_and_old_rows_read_null(
     try:
         columns = [c["name"] for c in sa.inspect(engine).get_columns("predictions")]
         assert columns[-4:] == list(predlog.ADDED_COLUMNS)
-        assert predlog.add_missing_columns(engine) == []  # idempotent
+        assert predlog.create_tables(engine) == []  # idempotent
     finally:
         engine.dispose()
     rows = {r["id"]: r for r in fetch_rows(url, predlog.labelled_query())}

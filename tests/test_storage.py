@@ -117,7 +117,7 @@ def test_schema_creation_is_idempotent_and_safe_when_processes_start_at_once(
         assert columns == [*predlog.PREDICTION_COLUMNS, predlog.SEQUENCE_COLUMN]
     else:
         assert columns == list(predlog.PREDICTION_COLUMNS)
-    assert predlog.add_missing_columns(engine) == []
+    assert predlog.create_tables(engine) == []
     engine.dispose()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +42,8 @@ def lock_key(name: str) -> int:
     digest = hashlib.blake2b(f"churn-monitor:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
+
+T = TypeVar("T")
 
 #: The advisory lock held while a store's schema is created or migrated.
 SCHEMA_LOCK = "schema"
@@ -76,11 +79,11 @@ def schema_transaction(engine: Engine) -> Iterator[Connection]:
 def create_schema(
     engine: Engine,
     metadata: sa.MetaData,
-    migrate: Callable[[Connection], object] | None = None,
-) -> None:
+    migrate: Callable[[Connection], T] | None = None,
+) -> T | None:
     """Create `metadata`'s missing tables (with their indexes), then run `migrate` on the
-    same connection, all in one transaction under the schema lock."""
+    same connection, all in one transaction under the schema lock; return what
+    `migrate` returned (None without one)."""
     with schema_transaction(engine) as conn:
         metadata.create_all(conn)
-        if migrate is not None:
-            migrate(conn)
+        return None if migrate is None else migrate(conn)

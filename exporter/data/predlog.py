@@ -47,7 +47,6 @@ from exporter.data.dbschema import (
     append_lock,
     create_schema,
     is_postgresql,
-    schema_transaction,
 )
 from exporter.data.dburl import sqlite_file
 from exporter.domain import schema
@@ -244,12 +243,12 @@ def checkpoint(engine: Engine) -> None:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
 
 
-def create_tables(engine: Engine) -> None:
+def create_tables(engine: Engine) -> list[str]:
     """Create the prediction-log tables when missing, and add the `ADDED_COLUMNS` an
     older `predictions` table lacks (idempotent), in one transaction under the schema
     lock (:func:`exporter.data.dbschema.create_schema`). On PostgreSQL `predictions`
-    also gets its `SEQUENCE_COLUMN`."""
-    create_schema(engine, metadata, _add_columns)
+    also gets its `SEQUENCE_COLUMN`. Returns the names of the columns added."""
+    return create_schema(engine, metadata, _add_columns) or []
 
 
 def _present_columns(conn: Connection) -> set[str]:
@@ -283,14 +282,6 @@ def _add_columns(conn: Connection) -> list[str]:
         f"ON {predictions.name} ({SEQUENCE_COLUMN})"
     )
     return added
-
-
-def add_missing_columns(engine: Engine) -> list[str]:
-    """``ALTER TABLE predictions ADD COLUMN`` each of `ADDED_COLUMNS` the table lacks
-    (and, on PostgreSQL, `SEQUENCE_COLUMN`) under the schema lock; return the names
-    added."""
-    with schema_transaction(engine) as conn:
-        return _add_columns(conn)
 
 
 def _unavailable(err: sa.exc.SQLAlchemyError) -> LogUnavailable:
